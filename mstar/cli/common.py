@@ -1,0 +1,39 @@
+"""Pieces several commands share: parsing KEY=VALUE options, building the toolkit, rich output."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mstar.errors import UsageError
+
+
+def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
+    """``["top_k=5", "mode=dense"]`` -> ``{"top_k": 5, "mode": "dense"}``; values parsed as JSON when they can be."""
+    out: dict[str, Any] = {}
+    for p in pairs or []:
+        key, sep, val = p.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag}: expected KEY=VALUE, got {p!r}")
+        try:
+            out[key.strip()] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key.strip()] = val
+    return out
+
+
+def build_toolkit(model: str | None = None, api_base: str | None = None, embed_model: str | None = None):
+    """The host toolkit: offline unless a model is given (then LLM calls go through the broker)."""
+    from mstar.toolkit import Toolkit
+
+    if model:
+        raise UsageError("--model: LLM calls are not wired in yet (needs the host broker)")
+    return Toolkit()
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)

@@ -1,0 +1,213 @@
+"""``mstar eval``, ``mstar tasks``, ``mstar seeds``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mstar.cli.common import build_toolkit, fmt, parse_pairs
+from mstar.errors import UsageError
+
+METRIC_COLUMNS = [
+    ("evidence_recall", "recall@B"),
+    ("ndcg@10", "NDCG@10"),
+    ("session_recall", "sess.recall"),
+    ("answer_containment", "ans.contain"),
+    ("context_tokens", "ctx tokens"),
+    ("read_ms_p50", "read ms p50"),
+    ("write_ms_p50", "write ms p50"),
+    ("probes", "probes"),
+    ("errors", "errors"),
+]
+
+JSON_KEYS = ("evidence_recall", "ndcg@10", "answer_containment", "context_tokens", "read_ms_p50", "write_ms_p50")
+
+
+def _load_episodes(task: str, data: Path | None, split: str, task_opts: dict[str, Any], limit: int | None):
+    from mstar.tasks.registry import get_task
+
+    suite = get_task(task, data=data, **task_opts)
+    eps = suite.episodes(split)
+    if not eps:
+        raise UsageError(f"--split {split}: task {task!r} has no episodes in this split")
+    return eps[:limit] if limit else eps
+
+
+def _eval_one(spec: str, episodes, budget: int, sandbox: str, toolkit, knobs: dict[str, Any], run_label: str):
+    from mstar.evaluate import EvalConfig, evaluate
+    from mstar.harness.loader import load_program
+    from mstar.sandbox.registry import get_backend
+    from mstar.scoring.aggregate import summarize
+
+    program = load_program(spec)
+    if program.needs_llm and not toolkit.has_llm:
+        return program, None
+    backend = get_backend(sandbox)
+    t0 = time.perf_counter()
+    results = evaluate(program, episodes, backend, toolkit, knobs, EvalConfig(budget=budget, collect_dump=False),
+                       labels={"mstar.run": run_label})
+    summary = summarize(results)
+    summary["wall_s"] = time.perf_counter() - t0
+    return program, summary
+
+
+def _table(title: str, rows: list[tuple[str, dict[str, Any]]], first: str):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    t.add_column(first)
+    for _, label in METRIC_COLUMNS:
+        t.add_column(label, justify="right")
+    for name, m in rows:
+        if m is None:
+            t.add_row(name, "[yellow]needs --model[/]", *[""] * (len(METRIC_COLUMNS) - 1))
+        else:
+            t.add_row(name, *[fmt(m.get(k), 1 if "ms" in k or k == "context_tokens" else 3) for k, _ in METRIC_COLUMNS])
+    return t
+
+
+def eval_cmd(
+    harness: Annotated[str | None, typer.Argument(help="A seed name (see `mstar seeds`) or a path to a harness .py file.")] = None,
+    task: Annotated[str, typer.Option("--task", "-t", help="Task suite (see `mstar tasks`).")] = "synthetic",
+    data: Annotated[Path | None, typer.Option("--data", help="Data file or folder (else $MSTAR_DATA).")] = None,
+    split: Annotated[str, typer.Option("--split", help="train, val, test or all.")] = "test",
+    budget: Annotated[int, typer.Option("--budget", min=1, help="Context budget in tokens (regex \\w+|[^\\w\\s]).")] = 1024,
+    sandbox: Annotated[str, typer.Option("--sandbox", help="auto, docker, process or inline.")] = "inline",
+    knob: Annotated[list[str] | None, typer.Option("--knob", "-k", help="Override a knob: KEY=VALUE (repeatable).")] = None,
+    task_opt: Annotated[list[str] | None, typer.Option("--task-opt", "-o", help="Task option KEY=VALUE, e.g. episodes=10.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N episodes of the split.")] = None,
+    all_seeds: Annotated[bool, typer.Option("--all-seeds", help="Evaluate every seed; one row each.")] = False,
+    model: Annotated[str | None, typer.Option("--model", help="litellm model string; enables LLM seeds.")] = None,
+    api_base: Annotated[str | None, typer.Option("--api-base", help="Base URL of an OpenAI-compatible server.")] = None,
+    embed_model: Annotated[str | None, typer.Option("--embed-model", help="Embedding model for toolkit.embed.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+) -> None:
+    """Score one harness (or every seed) on a task split and print a table."""
+    from rich.console import Console
+
+    from mstar.harness.loader import seed_names
+
+    if not all_seeds and not harness:
+        raise UsageError("HARNESS: give a seed name or a file, or pass --all-seeds")
+    if all_seeds and harness:
+        raise UsageError("--all-seeds: do not also name a HARNESS")
+    if all_seeds and knob:
+        raise UsageError("--knob: knobs differ per seed; not allowed with --all-seeds")
+    knobs = parse_pairs(knob, "--knob")
+    from mstar.sandbox.registry import get_backend
+    from mstar.tasks.base import check_split
+
+    check_split(split)
+    get_backend(sandbox)  # an unknown or unavailable backend is reported before any work
+    if harness:
+        from mstar.harness.knobs import KnobsError, resolve
+        from mstar.harness.loader import load_program
+
+        program = load_program(harness)  # a bad harness is reported before any data is read
+        try:
+            resolve(program.knob_specs, knobs)
+        except KnobsError as e:
+            raise UsageError(f"--knob: {e}") from None
+    episodes = _load_episodes(task, data, split, parse_pairs(task_opt, "--task-opt"), limit)
+    toolkit = build_toolkit(model, api_base, embed_model)
+    run_label = f"eval-{int(time.time())}"
+    specs = seed_names() if all_seeds else [harness]
+    # A fixed width when piped so tables are not squeezed to 80 columns in logs and CI.
+    console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 150)
+    results: dict[str, Any] = {}
+    for spec in specs:
+        program, summary = _eval_one(spec, episodes, budget, sandbox, toolkit, knobs, run_label)
+        results[program.name] = (program, summary)
+
+    if as_json:
+        def payload(name, summary):
+            if summary is None:
+                return {"harness": name, "skipped": "needs --model"}
+            return {
+                "harness": name, "task": task, "split": split, "budget": budget,
+                "overall": {k: summary["overall"][k] for k in JSON_KEYS} | {
+                    "session_recall": summary["overall"]["session_recall"],
+                    "probes": summary["overall"]["probes"], "errors": summary["overall"]["errors"]},
+                "by_category": summary["by_category"],
+                "episodes": summary["episodes"], "failures": summary["failures"], "wall_s": summary["wall_s"],
+            }
+        out = [payload(n, s) for n, (_, s) in results.items()]
+        print(json.dumps(out if all_seeds else out[0], indent=2))
+        return
+
+    title = f"task={task} split={split} budget={budget} episodes={len(episodes)} sandbox={sandbox}"
+    if all_seeds:
+        console.print(_table(title, [(n, s["overall"] if s else None) for n, (_, s) in results.items()], "seed"))
+    else:
+        name, (program, s) = next(iter(results.items()))
+        if s is None:
+            raise UsageError(f"{name} needs an LLM: pass --model (it is skipped offline, never faked)")
+        rows = [(c, m) for c, m in s["by_category"].items()] + [("[bold]overall[/]", s["overall"])]
+        console.print(_table(f"{name}  {title}", rows, "category"))
+    for name, (_, s) in results.items():
+        for f in (s or {}).get("failures", []):
+            console.print(f"[red]{name}: episode {f['episode']} failed: {f['reason']}[/] {f['detail'][:500]}")
+
+
+def tasks_cmd() -> None:
+    """List the task suites."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mstar.tasks.registry import describe_tasks
+
+    t = Table(title="task suites", title_justify="left")
+    for c in ("name", "data", "description"):
+        t.add_column(c)
+    for d in describe_tasks():
+        t.add_row(d["name"], d["data_hint"] if d["needs_data"] else "built in", d["description"])
+    Console().print(t)
+
+
+def seeds_cmd() -> None:
+    """List the seed harnesses."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mstar.harness.loader import load_program, seed_names
+
+    t = Table(title="seed harnesses", title_justify="left")
+    for c in ("name", "LLM", "knobs", "idea"):
+        t.add_column(c)
+    for name in seed_names():
+        p = load_program(name)
+        t.add_row(name, "needs" if p.needs_llm else "-", str(len(p.knob_specs)), p.summary)
+    Console().print(t)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_cmd)
+    app.command("tasks")(tasks_cmd)
+    app.command("seeds")(seeds_cmd)
+    app.command("check")(check_cmd)
+
+
+def check_cmd(
+    harness: Annotated[str, typer.Argument(help="A seed name or a path to a harness .py file.")],
+) -> None:
+    """Validate a harness: static checks (AST) and a smoke write/read. Exit 2 with the reason when it fails."""
+    from rich.console import Console
+
+    from mstar.errors import CandidateFailure
+    from mstar.harness.loader import load_program
+    from mstar.harness.smoke import smoke_test
+
+    program = load_program(harness)
+    try:
+        smoke_test(program)
+        note = ""
+    except CandidateFailure as e:
+        if e.reason != "needs_llm":
+            raise
+        note = " (static checks only: it needs an LLM, pass --model to smoke-test it)"
+    Console().print(f"[green]ok[/] {program.path}: {len(program.knob_specs)} knobs{note}")

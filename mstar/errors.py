@@ -1,0 +1,55 @@
+"""Errors that cross module boundaries. Each one says which file, field or flag is at fault."""
+
+from __future__ import annotations
+
+
+class MstarError(Exception):
+    """Base class: an error mstar reports to the user as one clear message, without a traceback."""
+
+
+class DataError(MstarError):
+    """A task data file that cannot be used. Nothing from it is used, not even the valid part."""
+
+    def __init__(self, path: object, message: str, field: str | None = None):
+        self.path = str(path) if path is not None else None
+        self.field = field
+        where = self.path or "<data>"
+        if field:
+            where += f": field {field!r}"
+        super().__init__(f"{where}: {message}")
+
+
+class HarnessError(MstarError):
+    """A harness program that does not meet the contract of DESIGN §3."""
+
+    def __init__(self, path: object, message: str, line: int | None = None):
+        self.path = str(path)
+        self.line = line
+        self.reason = message
+        loc = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{loc}: {message}")
+
+
+class CandidateFailure(MstarError):
+    """A harness misbehaved while being evaluated (crash, timeout, OOM, junk output, over budget ...).
+
+    ``reason`` is a short machine-readable tag (e.g. ``"crash"``, ``"timeout"``, ``"oom"``);
+    ``detail`` is the human-readable explanation (traceback tail, limit hit ...).
+    """
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class LLMUnavailable(MstarError):
+    """The harness asked for an LLM but the run has no model (offline run). Never faked."""
+
+
+class BudgetExceeded(MstarError):
+    """An LLM call would cross the run's hard USD budget; it was refused."""
+
+
+class UsageError(MstarError):
+    """A command-line flag or argument that cannot be used."""

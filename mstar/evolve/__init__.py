@@ -1,0 +1,1 @@
+"""The evolution engine: population, operators, cascade evaluation, run store (DESIGN §8-9)."""

@@ -1,0 +1,1 @@
+"""Variation operators, one file each; ``registry.py`` maps names to classes."""

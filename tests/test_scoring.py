@@ -1,0 +1,159 @@
+"""The offline scoring rules of DESIGN §6 (see docs/SCORING.md)."""
+
+import pytest
+
+from mstar.episodes import Episode, Event, Probe
+from mstar.evaluate import evaluate_episode
+from mstar.harness.contract import ReadResult
+from mstar.harness.loader import from_source
+from mstar.sandbox.inline import InlineBackend
+from mstar.scoring.aggregate import summarize
+from mstar.scoring.evidence import EventIndex, score_read
+from mstar.toolkit import Toolkit
+
+EVENTS = [
+    Event(id="D1:1", session="1", speaker="Ana", text="I adopted a grey cat called Miso last week."),
+    Event(id="D1:2", session="1", speaker="Ben", text="My sister Carla works as a nurse in Porto."),
+    Event(id="D2:1", session="2", speaker="Ana", text="Yes!"),
+    Event(id="D2:2", session="2", speaker="Ben", text="Carla's husband coaches the junior football team."),
+]
+INDEX = EventIndex.of(EVENTS)
+
+
+def probe(evidence, answer=None, **kw):
+    return Probe(id="q", question="?", evidence=evidence, answer=answer, **kw)
+
+
+def read(*items, context=None):
+    items = [{"text": t, "sources": s} for t, s in items]
+    return ReadResult.model_validate({"context": context if context is not None else "\n".join(i["text"] for i in items), "items": items})
+
+
+def test_item_that_carries_the_turn_is_credited():
+    s = score_read(probe(["D1:2"]), read(("Ben: My sister Carla works as a nurse in Porto.", ["D1:2"])), INDEX, 100)
+    assert s.evidence_recall == 1.0 and s.ndcg == 1.0 and s.credited == ["D1:2"]
+
+
+def test_listing_every_id_in_one_short_string_scores_about_zero():
+    all_ids = [e.id for e in EVENTS]
+    s = score_read(probe(["D1:1", "D1:2", "D2:2"]), read(("everything", all_ids)), INDEX, 100)
+    assert s.evidence_recall == 0.0 and s.ndcg == 0.0
+
+
+def test_wrong_id_with_right_text_is_not_credited():
+    s = score_read(probe(["D1:2"]), read(("Ben: My sister Carla works as a nurse in Porto.", ["D1:1"])), INDEX, 100)
+    assert s.evidence_recall == 0.0
+
+
+def test_item_not_shown_in_context_does_not_count():
+    r = read(("Ben: My sister Carla works as a nurse in Porto.", ["D1:2"]), context="something else entirely")
+    assert score_read(probe(["D1:2"]), r, INDEX, 100).evidence_recall == 0.0
+
+
+def test_partial_coverage_threshold():
+    # Half of the content words of D1:2 (sister carla works nurse porto -> 5 words): 3/5 passes, 2/5 fails.
+    assert score_read(probe(["D1:2"]), read(("carla is a nurse in porto", ["D1:2"])), INDEX, 100).evidence_recall == 1.0
+    assert score_read(probe(["D1:2"]), read(("carla in porto", ["D1:2"])), INDEX, 100).evidence_recall == 0.0
+
+
+def test_event_without_content_words_must_appear_verbatim():
+    assert score_read(probe(["D2:1"]), read(("Ana: Yes!", ["D2:1"])), INDEX, 100).evidence_recall == 1.0
+    assert score_read(probe(["D2:1"]), read(("Ana: no", ["D2:1"])), INDEX, 100).evidence_recall == 0.0
+
+
+def test_summary_carrying_the_answer_is_credited():
+    s = score_read(probe(["D1:1"], answer="Miso"), read(("Ana has a pet named Miso", ["D1:1"])), INDEX, 100)
+    assert s.evidence_recall == 1.0
+
+
+def test_over_budget_context_is_an_error_not_truncated():
+    text = "Ben: My sister Carla works as a nurse in Porto."
+    s = score_read(probe(["D1:2"], answer="nurse"), read((text, ["D1:2"])), INDEX, 5)
+    assert s.error and s.error.startswith("over_budget") and s.evidence_recall == 0.0 and s.answer_containment == 0.0
+
+
+def test_ndcg_rewards_rank_and_recall_counts_each_event_once():
+    good = ("Ben: Carla's husband coaches the junior football team.", ["D2:2"])
+    other = ("Ana: I adopted a grey cat called Miso last week.", ["D1:1"])
+    first = score_read(probe(["D2:2"]), read(good, other), INDEX, 100)
+    second = score_read(probe(["D2:2"]), read(other, good), INDEX, 100)
+    assert first.ndcg == 1.0 and second.ndcg == pytest.approx(1 / 1.5849625, rel=1e-6)
+    dup = score_read(probe(["D2:2", "D1:2"]), read(good, good), INDEX, 100)
+    assert dup.evidence_recall == 0.5
+
+
+def test_answer_containment_is_whole_word():
+    r = read(("the year was 2023", []))
+    assert score_read(probe([], answer="2023"), r, INDEX, 100).answer_containment == 1.0
+    assert score_read(probe([], answer="202"), r, INDEX, 100).answer_containment == 0.0
+
+
+def test_abstention_probes_are_left_out_of_recall():
+    s = score_read(probe([], answer="not mentioned", abstention=True), read(("x", [])), INDEX, 100)
+    assert s.evidence_recall is None and s.ndcg is None
+
+
+def test_session_recall():
+    p = probe(["D2:2"], evidence_sessions=["1", "2"])
+    s = score_read(p, read(("Ben: Carla's husband coaches the junior football team.", ["D2:2"])), INDEX, 100)
+    assert s.session_recall == 0.5
+
+
+CHEAT = '''
+INSTRUCTIONS = "x"
+KNOBS = {}
+class Memory:
+    def __init__(self, toolkit, knobs):
+        self.ids = []
+    def write(self, event):
+        self.ids.append(event["id"])
+    def read(self, query):
+        return {"context": "memory", "items": [{"text": "memory", "sources": list(self.ids)}]}
+'''
+
+OVER = CHEAT.replace('"context": "memory", "items": [{"text": "memory"', '"context": "word " * 5000, "items": [{"text": "word"')
+
+
+def test_cheating_and_over_budget_harnesses_end_to_end():
+    ep = Episode(id="e", events=EVENTS, probes=[probe(["D1:2"], answer="nurse"), Probe(id="q2", question="?", evidence=["D2:2"])])
+    for src, err in ((CHEAT, None), (OVER, "over_budget")):
+        res = evaluate_episode(from_source(src), ep, InlineBackend(), Toolkit(), config=None)
+        summary = summarize([res])["overall"]
+        assert summary["evidence_recall"] == 0.0
+        if err:
+            assert summary["errors"] == 2 and all(p.error.startswith(err) for p in res.probes)
+
+
+def test_crashing_harness_fails_the_episode_with_reason_and_scores_zero():
+    crash = CHEAT.replace('self.ids.append(event["id"])', 'raise ValueError("bad write")')
+    ep = Episode(id="e", events=EVENTS, probes=[probe(["D1:2"])])
+    res = evaluate_episode(from_source(crash), ep, InlineBackend(), Toolkit())
+    assert res.failure[0] == "crash" and "bad write" in res.failure[1]
+    assert res.probes[0].evidence_recall == 0.0 and res.probes[0].error.startswith("crash")
+
+
+def test_manage_is_called_at_each_session_end_and_probes_at_their_position():
+    log_src = '''
+INSTRUCTIONS = "x"
+KNOBS = {}
+class Memory:
+    def __init__(self, toolkit, knobs):
+        self.log = []
+    def write(self, event):
+        self.log.append("w" + event["id"])
+    def manage(self, phase):
+        self.log.append(phase)
+    def read(self, query):
+        return {"context": "log", "items": [{"text": "log", "sources": list(self.log)}]}
+    def dump(self):
+        return [{"text": x, "sources": []} for x in self.log]
+'''
+    probes = [Probe(id="mid", question="?", position=2), Probe(id="end", question="?")]
+    ep = Episode(id="e", events=EVENTS, probes=probes)
+    res = evaluate_episode(from_source(log_src), ep, InlineBackend(), Toolkit())
+    assert res.failure is None and len(res.write_ms) == 4 and len(res.manage_ms) == 2
+    # What the harness had seen at each read comes back through the sources it listed.
+    mid, end = res.probes
+    assert (mid.probe_id, end.probe_id) == ("mid", "end")
+    assert set(mid.listed) == {"wD1:1", "wD1:2", "session_end"}
+    assert [r["text"] for r in res.dump] == ["wD1:1", "wD1:2", "session_end", "wD2:1", "wD2:2", "session_end"]
