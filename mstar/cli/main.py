@@ -18,7 +18,9 @@ app = typer.Typer(
 )
 
 _COMMAND_MODULES = [
+    "mstar.cli.sandbox_cmds",
     "mstar.cli.eval_cmds",
+    "mstar.cli.evolve_cmds",
 ]
 
 for _mod in _COMMAND_MODULES:

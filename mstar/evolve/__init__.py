@@ -1,1 +1,11 @@
-"""The evolution engine: population, operators, cascade evaluation, run store (DESIGN §8-9)."""
+"""The evolution engine: population, operators, cascade evaluation, run store (DESIGN §8-9).
+
+engine.py     the loop: seeds, generations, resume-by-replay      final.py    best on val, test once, summary
+breed.py      one proposal: operator, parents, checks             cascade.py  evaluation through the executor, the screen
+population.py islands and migration                               archive.py  the Pareto archive
+sampling.py   parent weights (rank x few children)                novelty.py  near-duplicate filter
+scores.py     per-episode aggregates, diagnosis adapter           store.py    run.db, config.json, best.py
+executor.py   the Executor protocol and `inline`                  ledger.py   LLM calls: cache, cost, hard budget
+stops.py      limits, Ctrl-C, the STOP file                       live.py     the rich live view / plain log lines
+config.py     EvolveConfig (config.json)                          operators/  the variation operators
+"""

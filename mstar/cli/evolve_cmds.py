@@ -1,0 +1,128 @@
+"""``mstar evolve``: run (or resume) an evolution and report the best program against the seeds."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mstar.cli.common import fmt, parse_pairs
+from mstar.errors import UsageError
+
+DEFAULT_GENERATIONS = 10  # when no limit at all is given
+
+
+def _table(summary: dict[str, Any]):
+    from rich.table import Table
+
+    t = Table(title=f"{summary['task']}: {summary['metric']}@{summary['budget']} (best on val, then test once)",
+              title_justify="left")
+    for c in ("program", "train", "val", "test"):
+        t.add_column(c, justify="left" if c == "program" else "right")
+    b = summary["best"]
+    if b["id"]:
+        t.add_row(f"[bold]best[/] {b['name']} ({b['id']})", fmt(b["train"], 4), fmt(b["val"], 4), fmt(b["test"], 4))
+    for name, s in summary["seeds"].items():
+        t.add_row(f"seed {name}", fmt(s["train"], 4), fmt(s["val"], 4), fmt(s["test"], 4))
+    return t
+
+
+def evolve_cmd(
+    task: Annotated[str | None, typer.Option("--task", "-t", help="Task suite (see `mstar tasks`).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Data file or folder (else $MSTAR_DATA).")] = None,
+    task_opt: Annotated[list[str] | None, typer.Option("--task-opt", "-o", help="Task option KEY=VALUE (split and size options).")] = None,
+    budget: Annotated[int, typer.Option("--budget", min=1, help="Context budget in tokens.")] = 1024,
+    metric: Annotated[str, typer.Option("--metric", help="Quality objective: evidence_recall, ndcg@10, session_recall, answer_containment.")] = "evidence_recall",
+    seeds: Annotated[str | None, typer.Option("--seeds", help="Comma-separated seed names (default: every usable seed).")] = None,
+    generations: Annotated[int | None, typer.Option("--generations", "-g", min=0, help=f"Stop after N generations (default {DEFAULT_GENERATIONS} when no other limit is given).")] = None,
+    children: Annotated[int, typer.Option("--children-per-gen", "--population", min=1, help="Children proposed per generation.")] = 6,
+    islands: Annotated[int, typer.Option("--islands", min=1, max=16, help="Number of islands.")] = 2,
+    island_size: Annotated[int, typer.Option("--island-size", min=2, help="Programs kept per island.")] = 10,
+    migrate_every: Annotated[int, typer.Option("--migrate-every", min=1, help="Migrate each island's best every N generations.")] = 3,
+    operators: Annotated[str | None, typer.Option("--operators", help="Operator mix, e.g. structural=0.6,tune=0.4.")] = None,
+    op_opt: Annotated[list[str] | None, typer.Option("--op-opt", help="Operator option KEY=VALUE (repeatable), e.g. trials=20.")] = None,
+    screen: Annotated[int, typer.Option("--screen-episodes", min=1, help="Train episodes of the cascade's screen.")] = 1,
+    minibatch: Annotated[int, typer.Option("--minibatch-episodes", min=1, help="Train episodes `tune` scores trials on.")] = 1,
+    margin: Annotated[float, typer.Option("--cascade-margin", min=0, help="A child within this of its parent on the screen gets the full train evaluation.")] = 0.02,
+    final_k: Annotated[int, typer.Option("--final-k", min=1, help="Top programs on train scored on val at the end.")] = 3,
+    max_evals: Annotated[int | None, typer.Option("--max-evals", min=1, help="Stop after N episode evaluations.")] = None,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", min=0.01, help="Stop after M minutes (this invocation).")] = None,
+    budget_usd: Annotated[float | None, typer.Option("--budget-usd", min=0, help="Hard LLM budget in USD.")] = None,
+    patience: Annotated[int | None, typer.Option("--patience", min=1, help="Stop after N generations without a better train score.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same run.")] = 0,
+    sandbox: Annotated[str, typer.Option("--sandbox", help="auto, docker, process or inline.")] = "inline",
+    executor: Annotated[str, typer.Option("--executor", help="inline (more to come: ray).")] = "inline",
+    model: Annotated[str | None, typer.Option("--model", help="litellm model string; enables the LLM operators.")] = None,
+    api_base: Annotated[str | None, typer.Option("--api-base", help="Base URL of an OpenAI-compatible server.")] = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where runs are written.")] = Path("runs"),
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Name of the run directory (default: time-based).")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run in this directory with its saved config.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view: plain log lines on stderr.")] = False,
+) -> None:
+    """Evolve a memory harness on a task; the best program on val is scored once on test, next to the seeds."""
+    from pydantic import ValidationError
+    from rich.console import Console
+
+    from mstar.evolve.config import EvolveConfig, StopConfig, new_run_id, parse_mix
+    from mstar.evolve.engine import Engine
+    from mstar.evolve.live import View
+    from mstar.sandbox.registry import get_backend
+
+    stops = {"generations": generations, "max_evals": max_evals, "max_minutes": max_minutes,
+             "budget_usd": budget_usd, "patience": patience}
+    if resume is not None:
+        config = EvolveConfig.load(resume)
+        given = {k: v for k, v in stops.items() if v is not None}
+        if given:  # only the limits may change on resume
+            config.stops = config.stops.model_copy(update=given)
+            config.save(resume)
+        run_dir = resume
+    else:
+        if not task:
+            raise UsageError("--task: name a task suite (see `mstar tasks`), or pass --resume RUN_DIR")
+        if all(v is None for v in stops.values()):
+            stops["generations"] = DEFAULT_GENERATIONS
+        rid = run_id or new_run_id()
+        run_dir = runs_dir / rid
+        if (run_dir / "config.json").exists():
+            raise UsageError(f"--run-id: {run_dir} already exists; continue it with --resume {run_dir}")
+        try:
+            config = EvolveConfig(
+                run_id=rid, task=task, data=str(data) if data else None, task_opts=parse_pairs(task_opt, "--task-opt"),
+                budget=budget, metric=metric, seeds=[s.strip() for s in seeds.split(",") if s.strip()] if seeds else None,
+                seed=seed, islands=islands, island_size=island_size, children_per_gen=children,
+                migrate_every=migrate_every, operators=parse_mix(operators, with_llm=bool(model)),
+                operator_options=parse_pairs(op_opt, "--op-opt"), screen_episodes=screen,
+                minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, sandbox=sandbox,
+                executor=executor, model=model, api_base=api_base, stops=StopConfig(**stops))
+        except ValidationError as e:
+            err = e.errors()[0]
+            flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
+            raise UsageError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
+    get_backend(config.sandbox)  # an unavailable backend is reported before any work
+    view = View(live=False if quiet else None)
+    view.start(to_stderr=as_json)
+    try:
+        summary = Engine(config, run_dir, view=view).run()
+    except KeyboardInterrupt:
+        view.stop()
+        Console(stderr=True).print(f"[red]aborted[/]; finished work is stored. Continue with: mstar evolve --resume {run_dir}")
+        raise typer.Exit(130) from None
+    finally:
+        view.stop()
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    console.print(_table(summary))
+    console.print(f"stopped: {summary['stop_reason']} · {summary['generations']} generations · "
+                  f"{summary['evaluations']} evaluations · {summary['wall_s']:.0f} s · ${summary['usd']:.4f}")
+    console.print(f"run: {summary['run_dir']} (best program: {Path(summary['run_dir']) / 'best.py'})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evolve")(evolve_cmd)

@@ -1,0 +1,134 @@
+"""Evaluation for the search: run what is missing through the executor, store it, and the cascade.
+
+``Evaluator.ensure`` is the one way the engine scores programs: a (program, split, episode) already
+in the store is reused (that is how a resumed run loses no finished evaluation), the rest become
+executor jobs whose results are diagnosed, stored (one transaction per episode) and added to the
+score book the moment they arrive. ``ensure`` stops consuming results as soon as a stop is asked
+for, and says so; the caller then leaves its decisions for the resume.
+
+The cascade (DESIGN §8): a child is scored on a small *screen* of train episodes first; only a child
+whose screen score is within ``margin`` of its parents' best screen score gets the rest of ``train``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mstar.episodes import Episode
+from mstar.evolve.executor import EvalJob, Executor, JobResult
+from mstar.evolve.scores import ScoreBook, diagnose, digest
+from mstar.evolve.store import RunStore
+
+
+class Interrupted(BaseException):  # noqa: N818 - a control-flow signal, like KeyboardInterrupt
+    """A stop was asked for inside an operator's minibatch scoring. A BaseException so that an
+    operator's ``except Exception`` cannot swallow it; the engine drops the unfinished proposal."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A program to evaluate: what the executor needs to run it."""
+
+    id: str
+    source: str
+    knobs: dict[str, Any]
+
+
+class Evaluator:
+    def __init__(self, store: RunStore, book: ScoreBook, executor: Executor, episodes: dict[str, Episode],
+                 budget: int, should_stop: Callable[[], str | None],
+                 on_result: Callable[[JobResult], None] | None = None):
+        self.store = store
+        self.book = book
+        self.executor = executor
+        self.episodes = episodes
+        self.budget = budget
+        self.should_stop = should_stop
+        self.on_result = on_result
+        self.evaluations = 0  # episode evaluations run by this process (stored and minibatch)
+        self.minibatch_evals = 0  # of the proposal being made; reset by the engine per proposal
+
+    def ensure(self, targets: list[Target], split: str, episode_ids: list[str], stoppable: bool = True) -> bool:
+        """Evaluate every target on every episode of ``episode_ids``; False if stopped before the end.
+        ``stoppable=False`` (the final val/test step) runs to the end; only a second Ctrl-C aborts it."""
+        should_stop = self.should_stop if stoppable else (lambda: None)
+        jobs = [EvalJob(t.id, t.source, t.knobs, ep, split)
+                for t in targets for ep in episode_ids if not self.book.has(t.id, split, ep)]
+        if not jobs:
+            return True
+        if should_stop():
+            return False
+        it = self.executor.map(jobs)
+        done = 0
+        try:
+            for jr in it:
+                self._record(jr)
+                done += 1
+                if done < len(jobs) and should_stop():
+                    return False
+        finally:
+            close = getattr(it, "close", None)
+            if close:
+                close()
+        return True
+
+    def _record(self, jr: JobResult) -> None:
+        job, res = jr.job, jr.result
+        diags = diagnose(self.episodes[job.episode_id], res, self.budget) if res.failure is None else {}
+        agg, summary, rows = digest(res, self.book.metric, diags, jr.llm_cost)
+        self.store.add_episode(job.program_id, job.split, job.episode_id, summary, rows, jr.llm_cost)
+        self.book.put(job.program_id, job.split, job.episode_id, agg)
+        self.evaluations += 1
+        if self.on_result:
+            self.on_result(jr)
+
+    def score_minibatch(self, target: Target, episode_ids: list[str]) -> float:
+        """Quality of a trial on the tuning minibatch. Not stored (trials are not programs of the run)
+        unless the trial is a program the book already knows, which is then reused."""
+        missing = [ep for ep in episode_ids if not self.book.has(target.id, "train", ep)]
+        local = ScoreBook(self.book.metric)
+        if missing:
+            if self.should_stop():
+                raise Interrupted
+            it = self.executor.map([EvalJob(target.id, target.source, target.knobs, ep, "train", tag="minibatch")
+                                    for ep in missing])
+            try:
+                for jr in it:
+                    agg, _, _ = digest(jr.result, self.book.metric, {}, jr.llm_cost)
+                    local.put(target.id, "train", jr.job.episode_id, agg)
+                    self.evaluations += 1
+                    self.minibatch_evals += 1
+                    if self.on_result:
+                        self.on_result(jr)
+                    if self.should_stop():
+                        raise Interrupted
+            finally:
+                close = getattr(it, "close", None)
+                if close:
+                    close()
+        for ep in episode_ids:
+            if not local.has(target.id, "train", ep):
+                local.put(target.id, "train", ep, self.book.aggs[(target.id, "train", ep)])
+        return local.score(target.id, "train", episode_ids) or 0.0
+
+
+def passes_screen(child_screen: float, parent_screens: list[float], margin: float) -> bool:
+    """The cascade's gate: within ``margin`` of the best parent on the screen episodes."""
+    return child_screen >= max(parent_screens, default=0.0) - margin - 1e-12
+
+
+def choose_episodes(train_ids: list[str], seed: int, screen: int, minibatch: int) -> tuple[list[str], list[str]]:
+    """A fixed screen and a fixed tuning minibatch from ``train``, disjoint while train is big enough
+    (tuning on the screen would let every tuned child pass its own exam)."""
+    import random
+
+    order = list(train_ids)
+    random.Random(f"{seed}:episodes").shuffle(order)
+    screen_ids = order[: max(1, min(screen, len(order)))]
+    rest = order[len(screen_ids):] or order
+    mb = rest[: max(1, min(minibatch, len(rest)))]
+    # Keep the train order inside each set: results do not depend on it, but logs read better.
+    pos = {e: i for i, e in enumerate(train_ids)}
+    return sorted(screen_ids, key=pos.get), sorted(mb, key=pos.get)

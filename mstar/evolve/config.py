@@ -1,0 +1,119 @@
+"""The configuration of one evolution run: what `mstar evolve` was asked to do, saved as ``config.json``.
+
+A resumed run reloads this file, so it continues with the same task, seeds, operator mix and random
+seed. Only the stop limits (and how the run is shown) may be changed on resume: they say how long to go
+on, not what to search.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from mstar.errors import UsageError
+from mstar.scoring.aggregate import QUALITY_METRICS
+
+# The offline default: no key, no LLM. With --model the reflective operators join.
+OFFLINE_MIX = {"structural": 0.6, "tune": 0.4}
+LLM_MIX = {"llm_reflect": 0.4, "structural": 0.25, "tune": 0.2, "llm_crossover": 0.15}
+
+# Options a resumed run may change (how long to go on, how to show it), nothing that changes the search.
+RESUME_OVERRIDABLE = frozenset({"generations", "max_evals", "max_minutes", "budget_usd", "patience"})
+
+
+class StopConfig(BaseModel):
+    generations: int | None = Field(None, ge=0)
+    max_evals: int | None = Field(None, ge=1)
+    # Per invocation: resuming a run stopped by the clock gives it another --max-minutes.
+    max_minutes: float | None = Field(None, gt=0)
+    budget_usd: float | None = Field(None, ge=0)
+    patience: int | None = Field(None, ge=1)  # generations without a better train score
+
+
+class EvolveConfig(BaseModel):
+    run_id: str
+    task: str
+    data: str | None = None
+    task_opts: dict[str, Any] = Field(default_factory=dict)
+    budget: int = Field(1024, ge=1)
+    metric: str = "evidence_recall"
+    seeds: list[str] | None = None  # None: every seed of the library
+    seed: int = 0
+    islands: int = Field(2, ge=1, le=16)
+    island_size: int = Field(10, ge=2)
+    children_per_gen: int = Field(6, ge=1)
+    migrate_every: int = Field(3, ge=1)
+    archive_rate: float = Field(0.1, ge=0, le=1)  # share of parents drawn from the Pareto archive
+    operators: dict[str, float] = Field(default_factory=lambda: dict(OFFLINE_MIX))
+    operator_options: dict[str, Any] = Field(default_factory=dict)
+    screen_episodes: int = Field(1, ge=1)
+    minibatch_episodes: int = Field(1, ge=1)
+    cascade_margin: float = Field(0.02, ge=0)
+    # Code Jaccard at or above which a child with the same knob values is a near-duplicate. High on
+    # purpose: a one-token edit of a ~1,200-token seed scores ~0.992 and can matter (`>` to `>=`);
+    # cosmetic rewrites (comments, docstrings, layout) are caught exactly by the normalised hash.
+    novelty_threshold: float = Field(0.995, gt=0, le=1)
+    final_k: int = Field(3, ge=1)  # top programs on train that are scored on val at the end
+    failures_per_parent: int = Field(12, ge=0)
+    sandbox: str = "inline"
+    executor: str = "inline"
+    model: str | None = None
+    api_base: str | None = None
+    stops: StopConfig = Field(default_factory=StopConfig)
+    created: float = Field(default_factory=time.time)
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v: str) -> str:
+        if v not in QUALITY_METRICS:
+            raise ValueError(f"unknown metric {v!r} (choose from {', '.join(QUALITY_METRICS)})")
+        return v
+
+    @field_validator("operators")
+    @classmethod
+    def _mix(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v or any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("the operator mix needs at least one positive weight")
+        return {k: w for k, w in v.items() if w > 0}
+
+    def save(self, run_dir: Path) -> None:
+        tmp = run_dir / "config.json.tmp"
+        tmp.write_text(self.model_dump_json(indent=2), encoding="utf-8")
+        tmp.replace(run_dir / "config.json")  # atomic: a kill never leaves half a config
+
+    @classmethod
+    def load(cls, run_dir: Path) -> EvolveConfig:
+        path = run_dir / "config.json"
+        if not path.is_file():
+            raise UsageError(f"--resume: {run_dir} is not a run directory (no config.json)")
+        try:
+            return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, ValueError) as e:
+            raise UsageError(f"--resume: {path} is not a valid run config: {e}") from None
+
+
+def parse_mix(text: str | None, with_llm: bool) -> dict[str, float]:
+    """``"structural=0.6,tune=0.4"`` -> weights. Default: offline mix, or the LLM mix with a model."""
+    if not text:
+        return dict(LLM_MIX if with_llm else OFFLINE_MIX)
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, w = part.strip().partition("=")
+        if not name:
+            continue
+        try:
+            out[name.strip()] = float(w) if sep else 1.0
+        except ValueError:
+            raise UsageError(f"--operators: bad weight in {part!r} (expected NAME=WEIGHT)") from None
+    if not out or sum(out.values()) <= 0:
+        raise UsageError("--operators: give at least one NAME=WEIGHT with a positive weight")
+    return out
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)

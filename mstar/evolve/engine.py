@@ -1,0 +1,380 @@
+"""The evolution engine (DESIGN §8): seeds, generations of proposals, cascade evaluation, islands,
+archive, stops, and the final val/test step.
+
+Resume is replay. The loop always starts at the seeds and walks the generations in order; every
+proposal already in the store is reused (not re-proposed), every finished evaluation is reused (not
+re-run), and decisions already recorded are applied as recorded. Since each proposal has its own
+random stream (see ``breed``) and the population is a pure function of the order of additions, the
+replayed state equals the state the killed run had, and the run goes on exactly as it would have.
+
+A generation: propose ``children_per_gen`` children from the population as it stood at the start of
+the generation (slot s works on island s mod islands), screen them all, give the survivors the rest
+of train, then add the accepted ones in slot order; migrate every ``migrate_every`` generations.
+Batching a generation's evaluations this way is what lets a parallel executor fill its workers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from mstar.errors import HarnessError, UsageError
+from mstar.evaluate import EvalConfig
+from mstar.evolve.archive import ParetoArchive, Point
+from mstar.evolve.breed import Breeder, program_id
+from mstar.evolve.cascade import Evaluator, Interrupted, Target, choose_episodes, passes_screen
+from mstar.evolve.config import EvolveConfig
+from mstar.evolve.executor import Executor, make_executor
+from mstar.evolve.final import finish
+from mstar.evolve.ledger import Backend, Ledger, LiteLLMBackend
+from mstar.evolve.live import View
+from mstar.evolve.novelty import NoveltyFilter
+from mstar.evolve.operators_loader import load_operators
+from mstar.evolve.population import Population
+from mstar.evolve.scores import ScoreBook
+from mstar.evolve.stops import Stopper
+from mstar.evolve.store import ProgramRecord, ProposalRecord, RunStore
+from mstar.harness.knobs import defaults
+from mstar.harness.loader import load_program, seed_names
+from mstar.toolkit import Toolkit
+
+
+class Engine:
+    def __init__(self, config: EvolveConfig, run_dir: Path, *, view: View | None = None,
+                 llm_backend: Backend | None = None, operators: dict[str, Any] | None = None,
+                 executor: Executor | None = None, suite: Any = None):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.view = view or View(live=False)
+        self._llm_backend = llm_backend
+        self._operators = operators
+        self._executor = executor
+        self._suite = suite
+        self.stop_reason: str | None = None
+        self.t0 = time.monotonic()
+
+    # --- setup --------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.config
+        # Everything that can be wrong with the request is checked before the run directory is made.
+        if self._suite is None:
+            from mstar.tasks.registry import get_task
+
+            self._suite = get_task(cfg.task, data=cfg.data, **cfg.task_opts)
+        self.splits = {s: self._suite.episodes(s) for s in ("train", "val", "test")}
+        if not self.splits["train"]:
+            raise UsageError(f"--task {cfg.task}: the train split is empty; evolution needs train episodes")
+        backend = self._llm_backend or (LiteLLMBackend(cfg.model, cfg.api_base) if cfg.model else None)
+        self._has_llm = backend is not None
+        ops = self._operators if self._operators is not None else load_operators(cfg.operators)
+        usable = {n: op for n, op in ops.items() if n in cfg.operators}
+        for n, op in list(usable.items()):
+            if getattr(op, "needs_llm", False) and not self._has_llm:
+                self.view.log(f"operator {n}: needs an LLM, left out of the mix (pass --model)")
+                del usable[n]
+        if not usable:
+            raise UsageError("--operators: no usable operator (the LLM operators need --model)")
+        self.seeds = self._seed_records()
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.run_dir / ".lock", "w")  # noqa: SIM115 - held for the whole run
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"{self.run_dir}: another mstar process is running this run") from None
+        self.store = RunStore(self.run_dir)
+        if not (self.run_dir / "config.json").exists():
+            cfg.save(self.run_dir)
+        self.stopper = Stopper(cfg.stops, self.run_dir)
+        self.ids = {s: [e.id for e in eps] for s, eps in self.splits.items()}
+        episodes = {e.id: e for eps in self.splits.values() for e in eps}
+        self.screen_ids, self.minibatch_ids = choose_episodes(self.ids["train"], cfg.seed, cfg.screen_episodes,
+                                                              cfg.minibatch_episodes)
+        self.ledger = Ledger(self.store, backend, cfg.model or "", cfg.stops.budget_usd)
+        toolkit = Toolkit(llm=self.ledger.fn("harness") if self.ledger.available else None)
+        if self._executor is None:
+            from mstar.sandbox.registry import get_backend
+
+            self._executor = make_executor(cfg.executor, episodes=episodes, backend=get_backend(cfg.sandbox),
+                                           toolkit=toolkit, config=EvalConfig(budget=cfg.budget), meter=self.ledger,
+                                           labels={"mstar.run": cfg.run_id})
+        self.book = ScoreBook(cfg.metric)
+        self.book.load(self.store.evaluation_rows())
+        self.evals_base = self.store.count_episodes() + self.store.minibatch_evals()
+        self.programs = {p.id: p for p in self.store.programs()}
+        self.evaluator = Evaluator(self.store, self.book, self._executor, episodes, cfg.budget, self._should_stop,
+                                   on_result=self._on_result)
+        self.population = Population(cfg.islands, cfg.island_size)
+        self.archive = ParetoArchive()
+        self.novelty = NoveltyFilter(cfg.novelty_threshold)
+        self.breeder = Breeder(cfg, usable, self._parts_bin(), self.programs, self.book, self.ids["train"],
+                               self.screen_ids, self.population, self.archive, self.novelty, self._score_minibatch,
+                               lambda purpose: self.ledger.fn(purpose) if self.ledger.available else None)
+        self.best_id: str | None = None
+        self.behaviours: dict[tuple[float, float, int], str] = {}  # screen behaviour -> first program
+        self.stale = 0
+        self.view.update(run_id=cfg.run_id, task=cfg.task, metric=cfg.metric, islands=[0] * cfg.islands)
+
+    def _usable_seed(self, name: str, explicit: bool) -> Any:
+        try:
+            prog = load_program(name)
+        except HarnessError as e:
+            if explicit:
+                raise UsageError(f"--seeds: {e}") from None
+            self.view.log(f"seed {name}: skipped, it does not load: {e}")
+            return None
+        if prog.needs_llm and not self._has_llm:
+            self.view.log(f"seed {name}: needs an LLM, skipped offline (pass --model to include it)")
+            return None
+        return prog
+
+    def _seed_records(self) -> list[ProgramRecord]:
+        names = self.config.seeds or seed_names()
+        out = []
+        for name in names:
+            prog = self._usable_seed(name, explicit=self.config.seeds is not None)
+            if prog is None:
+                continue
+            values = defaults(prog.knob_specs)
+            pid = program_id(prog.source, values, prog.knob_specs)
+            if any(r.id == pid for r in out):
+                continue
+            out.append(ProgramRecord(id=pid, name=name, source=prog.source, knobs=values, status="seed",
+                                     operator="seed", created=0.0))
+        if not out:
+            raise UsageError("no usable seed program (every one needs an LLM? pass --model)")
+        return out
+
+    def _parts_bin(self) -> dict[str, str]:
+        """Every usable seed of the library (not only --seeds): what `structural` may borrow from."""
+        out = {r.name: r.source for r in self.seeds}
+        for name in seed_names():
+            if name in out:
+                continue
+            try:
+                prog = load_program(name)
+            except HarnessError:
+                continue
+            if not prog.needs_llm or self._has_llm:
+                out[name] = prog.source
+        return out
+
+    # --- plumbing -----------------------------------------------------------------------------------
+    @property
+    def evaluations(self) -> int:
+        return self.evals_base + self.evaluator.evaluations
+
+    def _should_stop(self) -> str | None:
+        if self.stop_reason is None:
+            r = self.stopper.reason(self.evaluations, self.ledger.spent)
+            if r is None and self.ledger.exhausted:
+                r = f"budget spent (${self.ledger.spent:.4f})"
+            if r:
+                self.stop_reason = r
+                self.view.update(stop=r)
+                self.view.log(f"stopping: {r}; finishing what is in flight")
+        return self.stop_reason
+
+    def _on_result(self, _jr: Any) -> None:
+        self.view.tick()
+        self.view.update(evaluations=self.evaluations, tokens=self.ledger.tokens, usd=self.ledger.spent)
+
+    def _target(self, pid: str) -> Target:
+        rec = self.programs[pid]
+        return Target(pid, rec.source, rec.knobs)
+
+    def _score_minibatch(self, source: str, knobs: dict[str, Any]) -> float:
+        from mstar.harness.knobs import resolve
+        from mstar.harness.loader import from_source
+
+        prog = from_source(source, name="trial")
+        values = resolve(prog.knob_specs, knobs)
+        target = Target(program_id(source, values, prog.knob_specs), source, values)
+        return self.evaluator.score_minibatch(target, self.minibatch_ids)
+
+    def _train(self, pid: str) -> float | None:
+        return self.book.score(pid, "train", self.ids["train"])
+
+    def _behaviour(self, pid: str) -> tuple[float, float, int]:
+        st = self.book.stats(pid, "train", self.screen_ids)
+        assert st is not None
+        return (round(st.quality, 9), round(st.tokens, 6), st.errors)
+
+    def _admit(self, island: int, pid: str) -> bool:
+        """Into the population and the archive; returns whether it is a new overall best."""
+        st = self.book.stats(pid, "train", self.ids["train"])
+        assert st is not None
+        self.behaviours.setdefault(self._behaviour(pid), pid)
+        self.population.add(island, pid, st.quality)
+        self.archive.add(Point(pid, st.quality, st.tokens, st.cost))
+        if self.best_id is None or st.quality > (self._train(self.best_id) or 0.0) + 1e-12:
+            self.best_id = pid
+            return True
+        return False
+
+    def _refresh_view(self, generation: int) -> None:
+        self.view.update(generation=generation, best=self._train(self.best_id) if self.best_id else None,
+                         best_id=self.best_id or "", median=self.population.median(), archive=len(self.archive),
+                         islands=[len(i) for i in self.population.islands])
+
+    def _write_best(self, note: str) -> None:
+        rec = self.programs[self.best_id] if self.best_id else None
+        if rec is not None:
+            self.store.write_best(rec.source, rec.knobs, f"mstar run {self.config.run_id}: {rec.id} ({rec.name}); {note}")
+
+    # --- the run ------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self._setup()  # nothing to release when it fails: the store and lock are taken last
+        self.stopper.install()
+        try:
+            self.store.event("session", {"resumed": self.store.get_state("generation_done") is not None,
+                                         "pid": os.getpid()})
+            if self._seed_phase():
+                self._generations()
+            return finish(self)
+        finally:
+            self.stopper.uninstall()
+            self._executor.close()
+            self.store.set_state("wall_s", self.store.get_state("wall_s", 0.0) + (time.monotonic() - self.t0))
+            self.store.close()
+            self._lock.close()
+
+    def _seed_phase(self) -> bool:
+        self.view.update(phase="seeds")
+        for rec in self.seeds:
+            if rec.id not in self.programs:
+                self.store.add_program(rec)
+                self.programs[rec.id] = rec
+        if not self.evaluator.ensure([self._target(r.id) for r in self.seeds], "train", self.ids["train"]):
+            return False
+        for rec in self.seeds:
+            for island in range(self.config.islands):
+                self._admit(island, rec.id)
+            self.novelty.add(rec.id, rec.source, rec.knobs)
+        done = self.store.get_state("generation_done")
+        if done is None:
+            with self.store.tx():
+                self.store.event("seeds", {r.name: self._train(r.id) for r in self.seeds})
+                self.store.set_state("generation_done", 0)
+            for r in self.seeds:
+                self.view.log(f"seed {r.name:<24} train {self.config.metric} {self._train(r.id):.4f}")
+        self._write_best("best on train so far")
+        self._refresh_view(0)
+        return True
+
+    def _generations(self) -> None:
+        g = 0
+        while True:
+            r = self.stopper.at_generation_end(g, self.stale) or self._should_stop()
+            if r:
+                self.stop_reason = self.stop_reason or r
+                return
+            g += 1
+            self.view.update(phase=f"generation {g}")
+            if not self._generation(g):
+                return
+
+    def _generation(self, g: int) -> bool:
+        cfg = self.config
+        kids: list[ProposalRecord] = []
+        for slot in range(cfg.children_per_gen):
+            prop = self.store.get_proposal(g, slot)
+            fresh = prop is None
+            if prop is None:
+                if self._should_stop():
+                    return False
+                self.evaluator.minibatch_evals = 0
+                try:
+                    prop, rec = self.breeder.propose(g, slot)
+                except Interrupted:
+                    return False
+                prop.minibatch_evals = self.evaluator.minibatch_evals
+                self.store.put_proposal(prop, rec)
+                if rec is not None:
+                    self.programs.setdefault(rec.id, rec)
+            self.population.note_child(prop.parents)
+            if prop.program is not None and prop.outcome != "rejected-novelty":
+                rec = self.programs[prop.program]
+                self.novelty.add(rec.id, rec.source, rec.knobs)
+            if fresh and prop.outcome != "pending":
+                self.view.outcome(f"{g}.{slot}", prop.operator, prop.outcome, prop.reason)
+            kids.append(prop)
+        if not self._evaluate_children(g, [p for p in kids if p.outcome == "pending"]):
+            return False
+        return self._end_generation(g, kids)
+
+    def _decide(self, g: int, p: ProposalRecord, outcome: str, reason: str) -> None:
+        p.outcome, p.reason = outcome, reason
+        status = {"accepted": "accepted", "failed": "failed"}.get(outcome, "rejected")
+        if self.store.decide(p, status, reason if outcome == "failed" else None):
+            self.programs[p.program].status = status
+            self.view.outcome(f"{g}.{p.slot}", p.operator, outcome, reason)
+
+    def _evaluate_children(self, g: int, pending: list[ProposalRecord]) -> bool:
+        if not self.evaluator.ensure([self._target(p.program) for p in pending], "train", self.screen_ids):
+            return False
+        survivors = []
+        seen = dict(self.behaviours)
+        for p in pending:
+            st = self.book.stats(p.program, "train", self.screen_ids)
+            p.screen = st.quality
+            if st.failed_episodes == len(self.screen_ids):
+                self._decide(g, p, "failed", f"{st.failure}: {st.detail}".strip()[:300])
+                continue
+            twin = seen.get(self._behaviour(p.program))
+            if twin is not None:
+                # Same score, same context size, same errors on every screen probe: a neutral variant.
+                # Letting them in fills islands with clones of one program and stalls the search.
+                self._decide(g, p, "rejected-novelty", f"behaves like {twin} on the screen "
+                             f"({self.config.metric} {st.quality:.4f}, {st.tokens:.1f} context tokens)")
+                continue
+            seen[self._behaviour(p.program)] = p.program
+            parents = [self.book.score(q, "train", self.screen_ids) or 0.0 for q in p.parents]
+            if not passes_screen(st.quality, parents, self.config.cascade_margin):
+                self._decide(g, p, "rejected-cascade",
+                             f"screen {st.quality:.4f} < parent {max(parents):.4f} - {self.config.cascade_margin:g}")
+                continue
+            survivors.append(p)
+        rest = [e for e in self.ids["train"] if e not in self.screen_ids]
+        if not self.evaluator.ensure([self._target(p.program) for p in survivors], "train", rest):
+            return False
+        for p in survivors:
+            p.train = self._train(p.program)
+            parent = max((self._train(q) or 0.0) for q in p.parents)
+            self._decide(g, p, "accepted", f"train {p.train:.4f} (parent {parent:.4f}, screen {p.screen:.4f})")
+        return True
+
+    def _end_generation(self, g: int, kids: list[ProposalRecord]) -> bool:
+        improved = False
+        for p in kids:
+            for q in p.parents:
+                self.breeder.tried.setdefault(q, []).append(p)
+            if p.outcome == "accepted":
+                improved = self._admit(p.island, p.program) or improved
+        migrations = self.population.migrate() if g % self.config.migrate_every == 0 else []
+        self.stale = 0 if improved else self.stale + 1
+        if improved:
+            self._write_best("best on train so far")
+        if g > self.store.get_state("generation_done", -1):
+            counts: dict[str, int] = {}
+            for p in kids:
+                counts[p.outcome] = counts.get(p.outcome, 0) + 1
+            best = self._train(self.best_id) if self.best_id else None
+            with self.store.tx():
+                for m in migrations:
+                    self.store.event("migration", {"generation": g, "program": m.program, "from": m.source, "to": m.target})
+                if improved:
+                    self.store.event("best", {"generation": g, "program": self.best_id, "train": best})
+                self.store.event("generation", {"generation": g, "best": best, "best_id": self.best_id,
+                                                "median": self.population.median(), "outcomes": counts,
+                                                "evaluations": self.evaluations, "archive": len(self.archive),
+                                                "islands": self.population.islands})
+                self.store.set_state("generation_done", g)
+            self._refresh_view(g)
+            self.view.log(self.view.status_line())
+        else:
+            self._refresh_view(g)
+        return True

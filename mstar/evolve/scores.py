@@ -1,0 +1,195 @@
+"""What the engine knows about evaluated programs: per-episode aggregates, kept in memory, rebuilt
+from the store on resume. Scores over a set of episodes are probe-weighted means (as `mstar eval`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mstar.episodes import Episode
+from mstar.evaluate import EpisodeResult
+
+log = logging.getLogger(__name__)
+
+MAX_FAILURES_KEPT = 40  # per (program, episode): enough to sample from, bounded in memory
+
+
+@dataclass
+class EpisodeAgg:
+    probes: int = 0
+    q_sum: float = 0.0
+    q_n: int = 0
+    tokens: float = 0.0
+    cost: float = 0.0
+    errors: int = 0
+    failure: str | None = None  # the episode-level failure reason (crash, timeout ...)
+    detail: str = ""
+    by_cat: dict[str, list[float]] = field(default_factory=dict)  # cat -> [sum, n]
+    failures: list[dict[str, Any]] = field(default_factory=list)  # diagnosed missed probes
+
+    def add_probe(self, metrics: dict[str, Any], metric: str, tokens: int, diagnosis: dict[str, Any] | None) -> None:
+        self.probes += 1
+        self.tokens += tokens
+        if metrics.get("error"):
+            self.errors += 1
+        q = metrics.get(metric)
+        if q is not None:
+            self.q_sum += q
+            self.q_n += 1
+            cat = self.by_cat.setdefault(str(metrics.get("category", "default")), [0.0, 0])
+            cat[0] += q
+            cat[1] += 1
+        if diagnosis and len(self.failures) < MAX_FAILURES_KEPT:
+            self.failures.append(diagnosis)
+
+
+@dataclass
+class Stats:
+    quality: float
+    tokens: float
+    cost: float
+    probes: int
+    errors: int
+    by_category: dict[str, float]
+    failure: str | None
+    detail: str = ""
+    failed_episodes: int = 0
+
+
+class ScoreBook:
+    def __init__(self, metric: str):
+        self.metric = metric
+        self.aggs: dict[tuple[str, str, str], EpisodeAgg] = {}
+
+    def has(self, program: str, split: str, episode: str) -> bool:
+        return (program, split, episode) in self.aggs
+
+    def put(self, program: str, split: str, episode: str, agg: EpisodeAgg) -> None:
+        self.aggs[(program, split, episode)] = agg
+
+    def stats(self, program: str, split: str, episodes: Iterable[str]) -> Stats | None:
+        """Probe-weighted stats over ``episodes``; None while any of them is not evaluated."""
+        parts = []
+        for ep in episodes:
+            a = self.aggs.get((program, split, ep))
+            if a is None:
+                return None
+            parts.append(a)
+        probes = sum(a.probes for a in parts)
+        q_n = sum(a.q_n for a in parts)
+        cats: dict[str, list[float]] = {}
+        for a in parts:
+            for c, (s, n) in a.by_cat.items():
+                acc = cats.setdefault(c, [0.0, 0])
+                acc[0] += s
+                acc[1] += n
+        failed = [a for a in parts if a.failure]
+        return Stats(
+            quality=sum(a.q_sum for a in parts) / q_n if q_n else 0.0,
+            tokens=sum(a.tokens for a in parts) / probes if probes else 0.0,
+            cost=sum(a.cost for a in parts) / probes if probes else 0.0,
+            probes=probes,
+            errors=sum(a.errors for a in parts),
+            by_category={c: s / n for c, (s, n) in sorted(cats.items()) if n},
+            failure=failed[0].failure if failed else None,
+            detail=failed[0].detail if failed else "",
+            failed_episodes=len(failed),
+        )
+
+    def score(self, program: str, split: str, episodes: Iterable[str]) -> float | None:
+        s = self.stats(program, split, episodes)
+        return None if s is None else s.quality
+
+    def failures(self, program: str, split: str, episodes: Iterable[str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for ep in episodes:
+            a = self.aggs.get((program, split, ep))
+            if a:
+                out.extend(a.failures)
+        return out
+
+    def load(self, rows: Iterable[tuple]) -> None:
+        """Rebuild from ``RunStore.evaluation_rows()`` (finished episodes only)."""
+        for program, split, episode, probe, metrics, tokens, cost, diagnosis in rows:
+            agg = self.aggs.setdefault((program, split, episode), EpisodeAgg())
+            m = json.loads(metrics)
+            if probe == "":
+                agg.failure = m.get("failure")
+                agg.detail = (m.get("detail") or "")[:300]
+                agg.cost += cost
+            else:
+                agg.add_probe(m, self.metric, tokens, json.loads(diagnosis) if diagnosis else None)
+
+
+def digest(result: EpisodeResult, metric: str, diagnoses: dict[str, dict[str, Any]],
+           llm_cost: float = 0.0) -> tuple[EpisodeAgg, dict[str, Any], list[dict[str, Any]]]:
+    """An episode result -> (aggregate, summary row, probe rows) for the book and the store."""
+    agg = EpisodeAgg(cost=llm_cost, failure=result.failure[0] if result.failure else None,
+                     detail=result.failure[1][:300] if result.failure else "")
+    rows = []
+    for p in result.probes:
+        # context tokens and read ms have their own columns; floats rounded: the store grows by the probe.
+        m: dict[str, Any] = {k: round(v, 5) for k, v in p.metrics().items()
+                             if v is not None and k not in ("context_tokens", "read_ms")}
+        m["category"] = p.category
+        if p.error:
+            m["error"] = p.error[:300]
+        if p.credited:
+            m["credited"] = p.credited
+        diag = diagnoses.get(p.probe_id)
+        agg.add_probe(m, metric, p.context_tokens, diag)
+        rows.append({"probe": p.probe_id, "metrics": m, "tokens": p.context_tokens, "latency": p.read_ms,
+                     "diagnosis": diag})
+    summary = {
+        "failure": result.failure[0] if result.failure else None,
+        "detail": result.failure[1][:2000] if result.failure else None,
+        "wall_s": result.wall_s,
+        "probes": len(result.probes),
+        "write_ms_sum": sum(result.write_ms),
+        "manage_ms_sum": sum(result.manage_ms),
+        "llm_cost": llm_cost,
+    }
+    return agg, summary, rows
+
+
+_DIAGNOSE: Any = None
+
+
+def diagnose(episode: Episode, result: EpisodeResult, budget: int) -> dict[str, dict[str, Any]]:
+    """Stage diagnosis of missed probes via ``mstar.evolve.diagnosis.diagnose`` when it is installed.
+
+    Keyed by probe id; each value is a ``FailedProbe`` as a dict. Without the module: no diagnoses.
+    The call is adapted to the function's parameter names so the two sides can evolve separately.
+    """
+    global _DIAGNOSE
+    if _DIAGNOSE is None:
+        try:
+            _DIAGNOSE = importlib.import_module("mstar.evolve.diagnosis").diagnose
+        except (ImportError, AttributeError):
+            _DIAGNOSE = False
+    if not _DIAGNOSE:
+        return {}
+    offered = {"episode": episode, "result": result, "budget": budget, "dump": result.dump}
+    try:
+        sig = inspect.signature(_DIAGNOSE)
+        kwargs = {k: v for k, v in offered.items() if k in sig.parameters}
+        try:
+            sig.bind(**kwargs)
+        except TypeError:  # other parameter names: the natural order, (episode, result)
+            found = _DIAGNOSE(episode, result)
+        else:
+            found = _DIAGNOSE(**kwargs)
+    except Exception as e:  # a diagnosis bug must not stop a run; the failure is logged
+        log.warning("diagnosis failed: %s", e)
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for fp in found or []:
+        d = fp.model_dump() if hasattr(fp, "model_dump") else dict(fp)
+        out[str(d.get("probe_id"))] = d
+    return out

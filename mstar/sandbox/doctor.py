@@ -1,0 +1,113 @@
+"""``mstar doctor``: what this machine has for mstar, each missing piece with its fix. No network calls."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # "ok" | "warn" | "missing"
+    detail: str
+    fix: str = ""
+
+
+BUILD_FIX = "mstar sandbox build --local-base   (or: mstar sandbox build --base python:3.11-slim where a registry is reachable)"
+
+
+def _engine() -> tuple[Check, object | None]:
+    from mstar.sandbox.docker_backend import docker_client
+
+    try:
+        client = docker_client(timeout=3.0)
+    except Exception as e:  # noqa: BLE001 - any failure: no usable engine
+        return Check("docker engine", "missing", f"no engine answers ({type(e).__name__})",
+                     "sudo apt-get install docker.io && sudo dockerd >/tmp/dockerd.log 2>&1 &   "
+                     "(or: --sandbox process, weaker)"), None
+    version = client.version().get("Version", "?")
+    return Check("docker engine", "ok", f"server {version}"), client
+
+
+def _image(client: object | None) -> Check:
+    from mstar.sandbox.image import REPO, image_tag
+
+    tag = image_tag()
+    if client is None:
+        return Check("sandbox image", "missing", f"{tag} (no engine to hold it)", BUILD_FIX)
+    tags = sorted(t for img in client.images.list(name=REPO) for t in img.tags)
+    if tag in tags:
+        return Check("sandbox image", "ok", f"{tag} (current)")
+    if tags:
+        return Check("sandbox image", "warn", f"{', '.join(tags[-3:])} present but stale: current is {tag} "
+                     "(runner, Dockerfile or the pinned wheels changed)", BUILD_FIX)
+    return Check("sandbox image", "missing", f"{tag} not built", BUILD_FIX)
+
+
+def _process() -> Check:
+    from mstar.sandbox.process import isolation
+
+    _, desc = isolation()
+    if desc.startswith("namespaces"):
+        return Check("process sandbox", "ok", desc)
+    return Check("process sandbox", "warn", desc,
+                 "install util-linux (unshare, setpriv); as non-root enable user namespaces "
+                 "(sysctl kernel.unprivileged_userns_clone=1)")
+
+
+def _auto() -> Check:
+    from mstar.sandbox.registry import auto_choice
+
+    name, why = auto_choice()
+    if name == "docker":
+        return Check("--sandbox auto", "ok", f"docker: {why}")
+    return Check("--sandbox auto", "warn", f"process: {why}", "build the image / start the engine (rows above)")
+
+
+def _data() -> Check:
+    env = os.environ.get("MSTAR_DATA")
+    candidates = []
+    if env:
+        p = Path(env)
+        candidates.append(p / "locomo10.json" if p.is_dir() else p)
+    repo = Path(__file__).resolve().parents[2]
+    candidates += [repo.parent / "shared" / "data" / "locomo10.json", Path.cwd().parent / "shared" / "data" / "locomo10.json"]
+    for c in candidates:
+        if c.is_file():
+            return Check("data (LoCoMo)", "ok", f"{c}" + (" ($MSTAR_DATA)" if env and str(c).startswith(env) else ""))
+    where = f"$MSTAR_DATA={env}" if env else "$MSTAR_DATA unset"
+    return Check("data (LoCoMo)", "missing", f"locomo10.json not found ({where}, ../shared/data)",
+                 "export MSTAR_DATA=/path/to/locomo10.json, or pass --data PATH; "
+                 "`--task synthetic` needs no data")
+
+
+def _model(model: str | None, api_base: str | None) -> Check:
+    model = model or os.environ.get("MSTAR_MODEL")
+    if importlib.util.find_spec("litellm") is None:
+        return Check("model", "missing", "litellm is not installed", 'pip install -e ".[dev]"')
+    if not model:
+        return Check("model", "warn", "none configured: offline mode (LLM seeds and operators are skipped)",
+                     "pass --model MODEL (any litellm model string; --api-base URL for a local "
+                     "OpenAI-compatible server) and set its key, e.g. OPENAI_API_KEY")
+    from mstar.broker import _litellm
+
+    try:
+        env = _litellm().validate_environment(model, api_base=api_base)
+    except Exception as e:  # noqa: BLE001 - unknown provider
+        return Check("model", "missing", f"{model}: litellm does not know it ({type(e).__name__})",
+                     "use a litellm model string such as openai/gpt-4o-mini or ollama/llama3")
+    missing = env.get("missing_keys") or []
+    if missing and not api_base:
+        return Check("model", "missing", f"{model}: {', '.join(missing)} not set", f"export {missing[0]}=...")
+    return Check("model", "ok", f"{model}" + (f" at {api_base}" if api_base else "") + " (keys present; not called)")
+
+
+def run_checks(model: str | None = None, api_base: str | None = None) -> list[Check]:
+    engine, client = _engine()
+    checks = [engine, _image(client), _process(), _auto(), _data(), _model(model, api_base)]
+    if client is not None:
+        client.close()
+    return checks

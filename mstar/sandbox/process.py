@@ -1,0 +1,249 @@
+"""The ``process`` backend: ``sandbox/runner.py`` as a subprocess, for machines without Docker.
+
+Isolation, strongest first, each used where the OS permits (probed once, warned about when missing):
+- namespaces via util-linux ``unshare``: a private network (no interfaces: no network at all), a private
+  PID space (when the runner dies the kernel kills everything it started) with its own /proc (host
+  processes and their environments are invisible), and a private mount table in which every mount is
+  remounted read-only and the working directory is a size-limited tmpfs. Non-root users get the same
+  through a user namespace (``--user --map-root-user``) where the kernel allows one.
+- ``setpriv``: every capability dropped and no-new-privileges, so even as root the runner is unprivileged.
+- a cgroup (pids, memory) where we may make one (root): the kernel exempts root from RLIMIT_NPROC.
+- rlimits: address space (memory), processes (per user), CPU seconds, file size, open files, no core.
+- an environment with nothing of the host's in it, a fresh temp dir as cwd and HOME, a new session whose
+  process group is killed in ``close()``.
+The container backend is stronger (cgroups for memory / pids / CPU); use it where an engine answers.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from mstar.errors import CandidateFailure
+from mstar.sandbox import cgroup
+from mstar.sandbox.base import SessionLimits
+from mstar.sandbox.cgroup import Cgroup
+from mstar.sandbox.channel import Conn, LineBuffer, Tail
+from mstar.sandbox.rpc import RpcSession
+from mstar.sandbox.warm import WarmPool
+from mstar.toolkit import Toolkit
+
+# Runs inside the new mount namespace, before the runner: every mount read-only, a tmpfs as cwd.
+# Mount points in /proc/self/mountinfo escape blanks as \040; printf %b undoes that.
+_MOUNT_SETUP = r"""
+while read -r _ _ _ _ mp _; do
+  mp=$(printf '%b' "$mp")
+  mount -o remount,bind,ro "$mp" 2>/dev/null || true
+done < /proc/self/mountinfo
+mount -t tmpfs -o "size=$MSTAR_TMP_MB"m,mode=1777,nosuid,nodev tmpfs "$PWD" || exit 97
+cd "$PWD" || exit 97
+unset MSTAR_TMP_MB OLDPWD PWD
+exec "$@"
+"""
+TMP_MB = 256
+SPARE_NICE = 15  # a warm spare starts on idle CPU only (see mstar/sandbox/warm.py)
+
+
+def runner_path() -> Path:
+    """``sandbox/runner.py`` of this checkout (the package is installed editable from the repo)."""
+    p = Path(__file__).resolve().parents[2] / "sandbox" / "runner.py"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: the sandbox runner is missing (mstar must run from its source tree)")
+    return p
+
+
+def _ns_prefix(unshare: str) -> list[str]:
+    args = [unshare, "--mount", "--propagation", "private", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
+    if os.geteuid() != 0:
+        args[1:1] = ["--user", "--map-root-user"]
+    return args + ["--", "sh", "-c", _MOUNT_SETUP, "mstar-sandbox"]
+
+
+@lru_cache(maxsize=1)
+def isolation() -> tuple[tuple[str, ...], str]:
+    """(command prefix, description) of the strongest isolation this machine permits; probed once."""
+    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
+    drop = [setpriv, "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--"] if setpriv else []
+    notes = []
+    if unshare:
+        prefix = _ns_prefix(unshare) + drop
+        with tempfile.TemporaryDirectory(prefix="mstar-probe-") as d:
+            probe = subprocess.run([*prefix, "true"], cwd=d, env=_env(d), capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return tuple(prefix), "namespaces (net, pid, mount: read-only root) + dropped capabilities" + _cg_note()
+        notes.append(f"unshare not permitted ({probe.stderr.decode(errors='replace').strip()[:200]})")
+    else:
+        notes.append("unshare not found (util-linux)")
+    if drop:
+        return tuple(drop), "dropped capabilities only" + _cg_note() + "; " + "; ".join(notes)
+    return (), "rlimits only" + _cg_note() + "; " + "; ".join(notes)
+
+
+def _cg_note() -> str:
+    cg = cgroup.create(SessionLimits())
+    if cg is None:
+        return "" if os.geteuid() != 0 else " (no cgroup: a fork bomb is bounded only by the deadline)"
+    cg.remove(0)
+    return " + cgroup (pids, memory)"
+
+
+def warn_if_weak() -> None:
+    prefix, desc = isolation()
+    if not desc.startswith("namespaces"):
+        print(f"[mstar] warning: process sandbox without network/filesystem isolation: {desc}", file=sys.stderr)
+
+
+def _env(cwd: str) -> dict[str, str]:
+    # Nothing of the host's environment: no keys, no proxies, no PYTHON* settings.
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": cwd, "TMPDIR": cwd,
+            "MSTAR_TMP_MB": str(TMP_MB)}
+
+
+def _uid_tasks(uid: int) -> int:
+    """Threads the user runs now: RLIMIT_NPROC counts them all, machine-wide."""
+    n = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status", "rb") as f:
+                status = f.read()
+        except OSError:
+            continue
+        fields = dict(line.split(b":", 1) for line in status.splitlines() if b":" in line)
+        if int(fields.get(b"Uid", b"-1 0").split()[0]) == uid:
+            n += int(fields.get(b"Threads", b"1").strip() or 1)
+    return n
+
+
+def _limiter(limits: SessionLimits, nproc: int, nice: int = 0, cg: Cgroup | None = None):
+    mem = limits.memory_mb * 1024 * 1024
+    cpu = int(limits.episode_timeout_s) + 5
+
+    def apply() -> None:  # runs in the child between fork and exec: keep it to plain syscalls
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 20, 64 << 20))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        if nice:
+            os.nice(nice)
+        if cg is not None:
+            cg.enter()
+
+    return apply
+
+
+class ProcessTransport:
+    def __init__(self, argv: list[str], cwd: str, limits: SessionLimits, spare: bool = False):
+        self.cwd = cwd
+        self.niced = spare and os.geteuid() == 0
+        self.stderr = Tail()
+        nproc = _uid_tasks(os.getuid()) + limits.pids + 8  # +8: unshare, sh, setpriv on the way in
+        self.cg = cgroup.create(limits)  # root is exempt from RLIMIT_NPROC: a pids cgroup bounds it
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     cwd=cwd, env=_env(cwd), start_new_session=True, bufsize=0, close_fds=True,
+                                     preexec_fn=_limiter(limits, nproc, SPARE_NICE if self.niced else 0, self.cg))  # noqa: PLW1509 - rlimits need it
+        lines = LineBuffer(limits.max_reply_bytes)
+        self.conn = Conn(self.proc.stdin.fileno(),
+                         {self.proc.stdout.fileno(): lines.feed, self.proc.stderr.fileno(): self.stderr.feed}, lines)
+        self._killed = False
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None and self.conn.quiet()
+
+    def activate(self) -> None:
+        """A spare becomes a session: back to normal priority (spares are niced only when we are root,
+        because only root may lower a niceness again)."""
+        if self.niced:
+            self.niced = False
+            try:
+                os.setpriority(os.PRIO_PGRP, self.proc.pid, 0)
+            except OSError:
+                pass
+
+    def close_input(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def exit_reason(self, wait_s: float) -> tuple[str, str] | None:
+        try:
+            rc = self.proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            return None
+        self.conn.drain_stderr(0.5)  # the rest of stderr, for the detail
+        # unshare --fork re-raises its child's fatal signal or exits 128 + signal.
+        sig = -rc if rc < 0 else rc - 128 if rc > 128 else 0
+        if sig == signal.SIGKILL:
+            return "oom", "the runner was killed with SIGKILL (out of memory)"
+        if sig == signal.SIGXCPU:
+            return "timeout", "the runner used up its CPU-time limit"
+        if sig:
+            return "crash", f"the runner died of signal {signal.Signals(sig).name}"
+        return "crash", f"the runner exited with status {rc} without a reply"
+
+    def kill(self) -> None:
+        if self._killed:
+            return
+        self._killed = True
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not wait on the process
+            pass
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+        if self.cg is not None:
+            self.cg.remove()
+        shutil.rmtree(self.cwd, ignore_errors=True)
+
+
+class ProcessBackend:
+    name = "process"
+
+    def __init__(self, guard: bool = True, warm: bool = True, warn: bool = True):
+        self.guard = guard
+        self.pool = WarmPool(self._start, enabled=warm)
+        if warn:
+            warn_if_weak()
+
+    def command(self, preload: str = "") -> list[str]:
+        prefix, _ = isolation()
+        argv = [*prefix, sys.executable, "-I", "-B", str(runner_path())]
+        if not self.guard:
+            argv.append("--no-guard")
+        return [*argv, "--preload", preload] if preload else argv
+
+    def _start(self, limits: SessionLimits, labels: dict[str, str], preload: str, spare: bool) -> ProcessTransport:
+        cwd = tempfile.mkdtemp(prefix="mstar-proc-")
+        os.chmod(cwd, 0o755)
+        try:
+            return ProcessTransport(self.command(preload), cwd, limits, spare)
+        except OSError as e:
+            shutil.rmtree(cwd, ignore_errors=True)
+            raise CandidateFailure("sandbox_error", f"cannot start the runner: {e}") from None
+
+    def open(self, program, knobs: dict[str, Any], toolkit: Toolkit, limits: SessionLimits,
+             labels: dict[str, str] | None = None) -> RpcSession:
+        return RpcSession(self.pool.take(limits, labels or {}, program.source), program, knobs, toolkit, limits)
+
+    def close(self) -> None:
+        """Kill the warm spare. Sessions are closed by their own ``close()``."""
+        self.pool.close()

@@ -1,0 +1,180 @@
+"""The ``process`` and ``docker`` backends doing their job: same numbers as inline, the container's
+configuration, warm spares, cleanup by label, batched reads, load errors, and the channel's byte level."""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import pytest
+from test_sandbox_support import (
+    LABELS,
+    LIMITS,
+    RUN_ID,
+    assert_nothing_left,
+    episode,
+    leftover_containers,
+    make_backend,
+    program,
+)
+
+from mstar.errors import CandidateFailure, UsageError
+from mstar.evaluate import EvalConfig, evaluate, evaluate_episode
+from mstar.harness.loader import load_program
+from mstar.sandbox.base import read_many
+from mstar.sandbox.channel import EOF, FLOOD, Demux, LineBuffer
+from mstar.sandbox.registry import get_backend
+from mstar.toolkit import Toolkit
+
+BACKENDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
+QUERY = {"id": "q", "question": "What is the name of Ana's cat?", "time": None, "budget": 200}
+
+
+def _scores(results):
+    return [(p.probe_id, p.evidence_recall, p.ndcg, p.context_tokens, p.error) for r in results for p in r.probes]
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_same_numbers_as_inline_on_locomo(backend_name, locomo_path):
+    from mstar.tasks.registry import get_task
+
+    episodes = get_task("locomo", data=locomo_path).episodes("test")[:1]
+    prog = load_program("bm25")
+    cfg = EvalConfig(collect_dump=True)
+    inline = evaluate(prog, episodes, get_backend("inline"), Toolkit(), None, cfg)
+    backend = make_backend(backend_name)
+    try:
+        boxed = evaluate(prog, episodes, backend, Toolkit(), None, cfg, labels=LABELS)
+    finally:
+        assert_nothing_left(backend)
+    assert boxed[0].failure is None
+    assert _scores(boxed) == _scores(inline)
+    assert boxed[0].dump == inline[0].dump
+
+
+@pytest.mark.docker
+def test_container_is_locked_down():
+    backend = make_backend("docker", warm=False)
+    session = backend.open(program("print_noise"), {}, Toolkit(), LIMITS, LABELS)
+    try:
+        info = backend.client.api.inspect_container(session.t.cid)
+        hc, cfg = info["HostConfig"], info["Config"]
+        assert hc["NetworkMode"] == "none" and hc["ReadonlyRootfs"] is True
+        assert hc["CapDrop"] == ["ALL"] and hc["SecurityOpt"] == ["no-new-privileges"]
+        assert hc["Memory"] == hc["MemorySwap"] == LIMITS.memory_mb * 1024 * 1024
+        assert hc["PidsLimit"] == LIMITS.pids and hc["NanoCpus"] == int(LIMITS.cpus * 1e9)
+        assert "/tmp" in hc["Tmpfs"] and "size=" in hc["Tmpfs"]["/tmp"]
+        assert hc["LogConfig"]["Type"] == "none"
+        assert cfg["User"] == "10001:10001" and cfg["Labels"]["mstar.run"] == RUN_ID
+        assert cfg["OpenStdin"] and cfg["StdinOnce"] and not cfg["Tty"]
+    finally:
+        session.close()
+        assert_nothing_left(backend)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_warm_spare_serves_the_next_episode(backend_name):
+    backend = make_backend(backend_name)  # warm by default
+    prog = load_program("bm25")
+    try:
+        waits = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            session = backend.open(prog, {"top_k": 5, "k1": 1.5, "b": 0.75, "show_time": False, "fill": "skip"},
+                                   Toolkit(), LIMITS, LABELS)
+            waits.append(time.perf_counter() - t0)
+            session.write([e.as_input() for e in episode().events])
+            raw, _ = session.read(QUERY)
+            assert "Miso" in raw["context"]
+            session.close()
+            time.sleep(0.8)  # time for the spare to start, as the previous episode's work would give it
+        assert min(waits[1:]) < waits[0], waits  # later sessions start on a warm spare
+    finally:
+        assert_nothing_left(backend)
+
+
+@pytest.mark.docker
+def test_cleanup_by_label_removes_leftovers():
+    from mstar.sandbox.docker_backend import DockerBackend, cleanup
+
+    backend = make_backend("docker", warm=False)
+    stale_run = f"{RUN_ID}-stale"
+    old = backend._start(LIMITS, {"mstar.run": stale_run, "mstar.created": "1"}, "", False)
+    old._killed = True  # pretend the host died: nothing of this process will remove it
+    young = backend._start(LIMITS, {"mstar.run": stale_run}, "", False)
+    try:
+        assert len(leftover_containers(stale_run)) == 2
+        DockerBackend(stale_after_s=3600)  # a new backend removes containers older than an hour ...
+        assert leftover_containers(stale_run) == [young.cid[:12]]
+        assert cleanup(backend.client, run_id=stale_run) == 1  # ... and a run's own leftovers on demand
+        assert leftover_containers(stale_run) == []
+    finally:
+        young.kill()
+        assert_nothing_left(backend)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_read_many_keeps_results_before_a_failure(backend_name):
+    src = (
+        "INSTRUCTIONS = 'x'\nKNOBS = {}\nclass Memory:\n"
+        "    def __init__(self, toolkit, knobs):\n        self.n = 0\n"
+        "    def write(self, event):\n        pass\n"
+        "    def read(self, query):\n        self.n += 1\n"
+        "        if self.n == 3:\n            raise ValueError('third read breaks')\n"
+        "        return {'context': str(self.n), 'items': []}\n"
+    )
+    backend = make_backend(backend_name, warm=False)
+    session = backend.open(program("breaks", source=src), {}, Toolkit(), LIMITS, LABELS)
+    try:
+        assert [r[0]["context"] for r in read_many(session, [QUERY, QUERY])] == ["1", "2"]
+        with pytest.raises(CandidateFailure) as err:
+            read_many(session, [QUERY, QUERY, QUERY])
+        assert err.value.reason == "crash" and "third read breaks" in err.value.detail
+        assert [r[0]["context"] for r in err.value.partial] == []  # the third read is the first of this batch
+    finally:
+        session.close()
+        assert_nothing_left(backend)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize(("source", "fragment"), [
+    ("INSTRUCTIONS = 'x'\nKNOBS = {}\nraise RuntimeError('boom at import')\n", "boom at import"),
+    ("INSTRUCTIONS = 'x'\nKNOBS = {}\ndef broken(:\n", "syntax error"),
+    ("INSTRUCTIONS = 3\nKNOBS = {}\nclass Memory:\n    pass\n", "INSTRUCTIONS"),
+])
+def test_load_errors(backend_name, source, fragment):
+    backend = make_backend(backend_name, warm=False)
+    try:
+        res = evaluate_episode(program("bad", source=source), episode(), backend, Toolkit(), None,
+                               EvalConfig(limits=LIMITS), LABELS)
+        assert res.failure[0] == "load_error" and fragment in res.failure[1]
+    finally:
+        assert_nothing_left(backend)
+
+
+def test_registry():
+    with pytest.raises(UsageError, match="unknown backend"):
+        get_backend("vm")
+    assert get_backend("process", warn=False).name == "process"
+    assert get_backend("inline").name == "inline"
+
+
+def test_line_buffer_floods_and_ends():
+    lb = LineBuffer(max_bytes=10)
+    lb.feed(b'{"a":1}\n{"b"')
+    lb.feed(b":2}\n")
+    assert list(lb.lines) == [b'{"a":1}', b'{"b":2}']
+    lb.feed(b"x" * 11)
+    assert lb.lines[-1] is FLOOD and lb.dead
+    lb2 = LineBuffer(max_bytes=10)
+    lb2.close()
+    assert lb2.lines[-1] is EOF
+
+
+def test_demux_splits_docker_frames():
+    out, err = [], []
+    d = Demux(out.append, err.append)
+    frames = struct.pack(">BxxxL", 1, 3) + b"abc" + struct.pack(">BxxxL", 2, 2) + b"e!"
+    d.feed(frames[:5])
+    d.feed(frames[5:])
+    assert out == [b"abc"] and err == [b"e!"]
