@@ -65,7 +65,18 @@ def _litellm() -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
+    # litellm prints provider hints on stdout when a price is unknown (always, for a local server):
+    # stdout carries `--json` summaries, so it must stay clean.
+    litellm.suppress_debug_info = True
     return litellm
+
+
+def local_server_key(api_base: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A placeholder key for a local OpenAI-compatible server that needs none: litellm refuses to call
+    an ``openai/`` model without some key, and the user's real key must not be sent to a local URL."""
+    if api_base and "api_key" not in kwargs and not os.environ.get("OPENAI_API_KEY"):
+        return {"api_key": "sk-local-no-key"}
+    return {}
 
 
 def _transient(litellm: Any) -> tuple[type[BaseException], ...]:
@@ -97,6 +108,7 @@ class Broker:
         self.timeout_s, self.max_retries, self.backoff_s = timeout_s, max_retries, backoff_s
         # Extra litellm arguments set by the host (api_key, mock_response in tests) -- never by a harness.
         self.litellm_kwargs = dict(litellm_kwargs or {})
+        self.litellm_kwargs.update(local_server_key(api_base, self.litellm_kwargs))
         self.on_call = on_call
         if embedder is None:
             from mstar.embedders import HashingEmbedder

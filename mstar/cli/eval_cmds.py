@@ -38,16 +38,14 @@ def _load_episodes(task: str, data: Path | None, split: str, task_opts: dict[str
     return eps[:limit] if limit else eps
 
 
-def _eval_one(spec: str, episodes, budget: int, sandbox: str, toolkit, knobs: dict[str, Any], run_label: str):
+def _eval_one(spec: str, episodes, budget: int, backend, toolkit, knobs: dict[str, Any], run_label: str):
     from mstar.evaluate import EvalConfig, evaluate
     from mstar.harness.loader import load_program
-    from mstar.sandbox.registry import get_backend
     from mstar.scoring.aggregate import summarize
 
     program = load_program(spec)
     if program.needs_llm and not toolkit.has_llm:
         return program, None
-    backend = get_backend(sandbox)
     t0 = time.perf_counter()
     results = evaluate(program, episodes, backend, toolkit, knobs, EvalConfig(budget=budget, collect_dump=False),
                        labels={"mstar.run": run_label})
@@ -77,7 +75,8 @@ def eval_cmd(
     data: Annotated[Path | None, typer.Option("--data", help="Data file or folder (else $MSTAR_DATA).")] = None,
     split: Annotated[str, typer.Option("--split", help="train, val, test or all.")] = "test",
     budget: Annotated[int, typer.Option("--budget", min=1, help="Context budget in tokens (regex \\w+|[^\\w\\s]).")] = 1024,
-    sandbox: Annotated[str, typer.Option("--sandbox", help="auto, docker, process or inline.")] = "inline",
+    sandbox: Annotated[str, typer.Option("--sandbox", help="auto (docker where an engine answers and the image is "
+                                         "built, else process), docker, process or inline.")] = "auto",
     knob: Annotated[list[str] | None, typer.Option("--knob", "-k", help="Override a knob: KEY=VALUE (repeatable).")] = None,
     task_opt: Annotated[list[str] | None, typer.Option("--task-opt", "-o", help="Task option KEY=VALUE, e.g. episodes=10.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N episodes of the split.")] = None,
@@ -103,7 +102,8 @@ def eval_cmd(
     from mstar.tasks.base import check_split
 
     check_split(split)
-    get_backend(sandbox)  # an unknown or unavailable backend is reported before any work
+    run_label = f"eval-{int(time.time())}"
+    backend = get_backend(sandbox)  # an unknown or unavailable backend is reported before any work
     if harness:
         from mstar.harness.knobs import KnobsError, resolve
         from mstar.harness.loader import load_program
@@ -113,16 +113,23 @@ def eval_cmd(
             resolve(program.knob_specs, knobs)
         except KnobsError as e:
             raise UsageError(f"--knob: {e}") from None
+        prewarm = getattr(backend, "prewarm", None)
+        if prewarm is not None:  # the first sandbox starts while the data loads
+            from mstar.sandbox.base import SessionLimits
+
+            prewarm(program, SessionLimits(), {"mstar.run": run_label})
     episodes = _load_episodes(task, data, split, parse_pairs(task_opt, "--task-opt"), limit)
     toolkit = build_toolkit(model, api_base, embed_model)
-    run_label = f"eval-{int(time.time())}"
     specs = seed_names() if all_seeds else [harness]
     # A fixed width when piped so tables are not squeezed to 80 columns in logs and CI.
     console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 150)
     results: dict[str, Any] = {}
     for spec in specs:
-        program, summary = _eval_one(spec, episodes, budget, sandbox, toolkit, knobs, run_label)
+        program, summary = _eval_one(spec, episodes, budget, backend, toolkit, knobs, run_label)
         results[program.name] = (program, summary)
+    close = getattr(backend, "close", None)
+    if close is not None:  # the warm spare, and every container removed before we print
+        close()
 
     if as_json:
         def payload(name, summary):
@@ -130,6 +137,7 @@ def eval_cmd(
                 return {"harness": name, "skipped": "needs --model"}
             return {
                 "harness": name, "task": task, "split": split, "budget": budget,
+                "embedder": getattr(toolkit, "embedder_name", None),
                 "overall": {k: summary["overall"][k] for k in JSON_KEYS} | {
                     "session_recall": summary["overall"]["session_recall"],
                     "probes": summary["overall"]["probes"], "errors": summary["overall"]["errors"]},
@@ -140,7 +148,8 @@ def eval_cmd(
         print(json.dumps(out if all_seeds else out[0], indent=2))
         return
 
-    title = f"task={task} split={split} budget={budget} episodes={len(episodes)} sandbox={sandbox}"
+    title = (f"task={task} split={split} budget={budget} episodes={len(episodes)} sandbox={sandbox} "
+             f"embed={getattr(toolkit, 'embedder_name', '?')}")
     if all_seeds:
         console.print(_table(title, [(n, s["overall"] if s else None) for n, (_, s) in results.items()], "seed"))
     else:
@@ -194,6 +203,8 @@ def register(app: typer.Typer) -> None:
 
 def check_cmd(
     harness: Annotated[str, typer.Argument(help="A seed name or a path to a harness .py file.")],
+    sandbox: Annotated[str, typer.Option("--sandbox", help="Where the smoke test runs the program: auto, docker, "
+                                         "process or inline.")] = "auto",
 ) -> None:
     """Validate a harness: static checks (AST) and a smoke write/read. Exit 2 with the reason when it fails."""
     from rich.console import Console
@@ -201,13 +212,19 @@ def check_cmd(
     from mstar.errors import CandidateFailure
     from mstar.harness.loader import load_program
     from mstar.harness.smoke import smoke_test
+    from mstar.sandbox.registry import get_backend
 
+    backend = get_backend(sandbox)
     program = load_program(harness)
     try:
-        smoke_test(program)
+        smoke_test(program, backend)
         note = ""
     except CandidateFailure as e:
         if e.reason != "needs_llm":
             raise
         note = " (static checks only: it needs an LLM, pass --model to smoke-test it)"
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
     Console().print(f"[green]ok[/] {program.path}: {len(program.knob_specs)} knobs{note}")

@@ -53,8 +53,11 @@ def evolve_cmd(
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", min=0, help="Hard LLM budget in USD.")] = None,
     patience: Annotated[int | None, typer.Option("--patience", min=1, help="Stop after N generations without a better train score.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same run.")] = 0,
-    sandbox: Annotated[str, typer.Option("--sandbox", help="auto, docker, process or inline.")] = "inline",
-    executor: Annotated[str, typer.Option("--executor", help="inline (more to come: ray).")] = "inline",
+    sandbox: Annotated[str, typer.Option("--sandbox", help="auto (docker where an engine answers and the image is "
+                                         "built, else process), docker, process or inline.")] = "auto",
+    executor: Annotated[str, typer.Option("--executor", help="ray (parallel; a local instance unless --ray-address) or inline (in process, for debugging).")] = "ray",
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Sandboxes run at once by a local Ray instance (default: CPU count).")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Join this Ray cluster instead of starting one.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="litellm model string; enables the LLM operators.")] = None,
     api_base: Annotated[str | None, typer.Option("--api-base", help="Base URL of an OpenAI-compatible server.")] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where runs are written.")] = Path("runs"),
@@ -80,6 +83,9 @@ def evolve_cmd(
         if given:  # only the limits may change on resume
             config.stops = config.stops.model_copy(update=given)
             config.save(resume)
+        # Where to run is not what to search: a resumed run may use other workers or another cluster.
+        config = config.model_copy(update={k: v for k, v in {"workers": workers, "ray_address": ray_address}.items()
+                                           if v is not None})
         run_dir = resume
     else:
         if not task:
@@ -98,7 +104,8 @@ def evolve_cmd(
                 migrate_every=migrate_every, operators=parse_mix(operators, with_llm=bool(model)),
                 operator_options=parse_pairs(op_opt, "--op-opt"), screen_episodes=screen,
                 minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, sandbox=sandbox,
-                executor=executor, model=model, api_base=api_base, stops=StopConfig(**stops))
+                executor=executor, workers=workers, ray_address=ray_address, model=model, api_base=api_base,
+                stops=StopConfig(**stops))
         except ValidationError as e:
             err = e.errors()[0]
             flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"

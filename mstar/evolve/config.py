@@ -62,6 +62,8 @@ class EvolveConfig(BaseModel):
     failures_per_parent: int = Field(12, ge=0)
     sandbox: str = "inline"
     executor: str = "inline"
+    workers: int | None = Field(None, ge=1)  # sandbox slots of a local Ray instance (default: CPU count)
+    ray_address: str | None = None  # join this Ray cluster (else $RAY_ADDRESS, else start a local one)
     model: str | None = None
     api_base: str | None = None
     stops: StopConfig = Field(default_factory=StopConfig)

@@ -39,7 +39,11 @@ from mstar.evolve.stops import Stopper
 from mstar.evolve.store import ProgramRecord, ProposalRecord, RunStore
 from mstar.harness.knobs import defaults
 from mstar.harness.loader import load_program, seed_names
+from mstar.scoring.aggregate import LLM_METRICS
 from mstar.toolkit import Toolkit
+
+# Missed probes are read again at 4x the budget to tell "cut by the budget" from "not retrieved".
+DIAGNOSE_FACTOR = 4
 
 
 class Engine:
@@ -69,6 +73,8 @@ class Engine:
             raise UsageError(f"--task {cfg.task}: the train split is empty; evolution needs train episodes")
         backend = self._llm_backend or (LiteLLMBackend(cfg.model, cfg.api_base) if cfg.model else None)
         self._has_llm = backend is not None
+        if cfg.metric in LLM_METRICS and not self._has_llm:
+            raise UsageError(f"--metric {cfg.metric}: needs the answer step, i.e. an LLM (pass --model)")
         ops = self._operators if self._operators is not None else load_operators(cfg.operators)
         usable = {n: op for n, op in ops.items() if n in cfg.operators}
         for n, op in list(usable.items()):
@@ -98,9 +104,13 @@ class Engine:
         if self._executor is None:
             from mstar.sandbox.registry import get_backend
 
-            self._executor = make_executor(cfg.executor, episodes=episodes, backend=get_backend(cfg.sandbox),
-                                           toolkit=toolkit, config=EvalConfig(budget=cfg.budget), meter=self.ledger,
-                                           labels={"mstar.run": cfg.run_id})
+            # Ray rebuilds the backend in each worker from its name (a live Docker client cannot travel).
+            extra: dict[str, Any] = ({"workers": cfg.workers, "address": cfg.ray_address, "run_dir": str(self.run_dir)}
+                                     if cfg.executor == "ray" else {})
+            backend = cfg.sandbox if cfg.executor == "ray" else get_backend(cfg.sandbox)
+            self._executor = make_executor(cfg.executor, episodes=episodes, backend=backend,
+                                           toolkit=toolkit, config=self._eval_config(), meter=self.ledger,
+                                           labels={"mstar.run": cfg.run_id}, **extra)
         self.book = ScoreBook(cfg.metric)
         self.book.load(self.store.evaluation_rows())
         self.evals_base = self.store.count_episodes() + self.store.minibatch_evals()
@@ -117,6 +127,11 @@ class Engine:
         self.behaviours: dict[tuple[float, float, int], str] = {}  # screen behaviour -> first program
         self.stale = 0
         self.view.update(run_id=cfg.run_id, task=cfg.task, metric=cfg.metric, islands=[0] * cfg.islands)
+
+    def _eval_config(self) -> EvalConfig:
+        cfg = self.config
+        qa = ("judge" if cfg.metric == "qa_judge" else "f1") if cfg.metric in LLM_METRICS else "off"
+        return EvalConfig(budget=cfg.budget, diagnose_factor=DIAGNOSE_FACTOR, qa=qa)
 
     def _usable_seed(self, name: str, explicit: bool) -> Any:
         try:

@@ -105,12 +105,16 @@ class InlineExecutor:
         self._programs.clear()
 
 
-EXECUTORS = ("inline",)
+EXECUTORS = ("inline", "ray")
 
 
 def make_executor(name: str, **kw: Any) -> Executor:
     if name == "inline":
         return InlineExecutor(**kw)
+    if name == "ray":  # imported here: Ray is heavy and optional for `import mstar`
+        from mstar.evolve.ray_executor import RayExecutor
+
+        return RayExecutor(**kw)
     from mstar.errors import UsageError
 
     raise UsageError(f"--executor: unknown executor {name!r} (available: {', '.join(EXECUTORS)})")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -44,11 +43,11 @@ class LiteLLMBackend:
     def __call__(self, messages: list[dict[str, Any]], **kw: Any) -> LLMReply:
         # The price table shipped with litellm: no fetch at import (offline machines wait seconds for
         # it to fail), and costs that do not change under a run's feet.
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        import litellm
+        from mstar.broker import _litellm, local_server_key
 
+        litellm = _litellm()
         resp = litellm.completion(model=self.model, messages=messages, api_base=self.api_base,
-                                  timeout=self.timeout, num_retries=2, **kw)
+                                  timeout=self.timeout, num_retries=2, **local_server_key(self.api_base, kw), **kw)
         usage = getattr(resp, "usage", None)
         try:
             cost = float(litellm.completion_cost(completion_response=resp) or 0.0)

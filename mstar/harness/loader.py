@@ -34,6 +34,7 @@ class HarnessProgram(BaseModel):
     needs_llm: bool
     docstring: str
     methods: list[str]
+    instructions: str = ""
 
     @property
     def hash(self) -> str:
@@ -58,6 +59,7 @@ def from_source(source: str, name: str = "candidate", path: str = "<candidate>")
         needs_llm=info.needs_llm,
         docstring=info.docstring,
         methods=sorted(info.methods),
+        instructions=info.instructions,
     )
 
 

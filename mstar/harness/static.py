@@ -53,6 +53,7 @@ class StaticInfo:
     needs_llm: bool
     methods: set[str] = field(default_factory=set)
     imports: set[str] = field(default_factory=set)
+    instructions: str = ""  # the literal value; "" when INSTRUCTIONS is an expression
 
 
 def _top_module(name: str) -> str:
@@ -123,6 +124,7 @@ def check_source(source: str, path: str = "<harness>") -> StaticInfo:
             value = ""  # an expression (e.g. concatenation with a constant): checked again when loaded
         if value is not None and not isinstance(value, str):
             raise HarnessError(path, "INSTRUCTIONS must be a str", instr.lineno)
+        instructions = value or ""
     else:
         raise HarnessError(path, "INSTRUCTIONS must be assigned a str at module level", instr.lineno)
 
@@ -162,4 +164,5 @@ def check_source(source: str, path: str = "<harness>") -> StaticInfo:
         needs_llm=needs_llm,
         methods=methods,
         imports=imports,
+        instructions=instructions,
     )

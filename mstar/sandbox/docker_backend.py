@@ -27,8 +27,9 @@ from mstar.toolkit import Toolkit
 RUN_LABEL = "mstar.run"
 CREATED_LABEL = "mstar.created"
 TMPFS_MB = 256
-# CPU weight of a warm spare while it waits (the default is 1024): it starts on idle CPU only.
-SPARE_SHARES = 2
+# CPU weight of a warm spare while it starts (None: the normal weight). A low weight (it would start on
+# idle CPU only) starves it on a busy machine: measured, the next episode then waits for its imports.
+SPARE_SHARES: int | None = None
 # Containers of any run older than this are leftovers (an episode's own deadline is far shorter).
 STALE_AFTER_S = 6 * 3600
 
@@ -248,7 +249,7 @@ class DockerBackend:
         transport = None
         try:
             sock = api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-            transport = DockerTransport(api, cid, sock, limits, spare)
+            transport = DockerTransport(api, cid, sock, limits, spare and SPARE_SHARES is not None)
             api.start(cid)
         except BaseException as e:
             if transport is not None:
@@ -264,6 +265,10 @@ class DockerBackend:
                 raise CandidateFailure("sandbox_error", f"cannot start the container: {e}") from None
             raise
         return transport
+
+    def prewarm(self, program, limits: SessionLimits, labels: dict[str, str] | None = None) -> None:
+        """Start a sandbox for ``program``'s first session now, in the background."""
+        self.pool.prewarm(limits, labels or {}, program.source)
 
     def open(self, program, knobs: dict[str, Any], toolkit: Toolkit, limits: SessionLimits,
              labels: dict[str, str] | None = None) -> RpcSession:

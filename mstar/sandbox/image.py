@@ -156,7 +156,7 @@ def fill_wheelhouse(dest: Path, py: str, log: Log, wheelhouse: Path | None = Non
     (dest / "requirements.txt").write_text("\n".join(reqs) + "\n")
     cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--disable-pip-version-check",
            "-q", "-d", str(dest), "-r", str(dest / "requirements.txt")]
-    host_py = "%d.%d" % sys.version_info[:2]
+    host_py = f"{sys.version_info[0]}.{sys.version_info[1]}"
     if py != host_py:
         # Wheels for the base's interpreter, not the host's.
         cmd += ["--python-version", py, "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",

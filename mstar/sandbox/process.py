@@ -49,7 +49,9 @@ unset MSTAR_TMP_MB OLDPWD PWD
 exec "$@"
 """
 TMP_MB = 256
-SPARE_NICE = 15  # a warm spare starts on idle CPU only (see mstar/sandbox/warm.py)
+# Niceness of a warm spare while it starts (0: normal). A high one starves it on a busy machine, and the
+# next episode then waits for its imports (measured; see mstar/sandbox/warm.py).
+SPARE_NICE = 0
 
 
 def runner_path() -> Path:
@@ -146,7 +148,7 @@ def _limiter(limits: SessionLimits, nproc: int, nice: int = 0, cg: Cgroup | None
 class ProcessTransport:
     def __init__(self, argv: list[str], cwd: str, limits: SessionLimits, spare: bool = False):
         self.cwd = cwd
-        self.niced = spare and os.geteuid() == 0
+        self.niced = spare and SPARE_NICE > 0 and os.geteuid() == 0
         self.stderr = Tail()
         nproc = _uid_tasks(os.getuid()) + limits.pids + 8  # +8: unshare, sh, setpriv on the way in
         self.cg = cgroup.create(limits)  # root is exempt from RLIMIT_NPROC: a pids cgroup bounds it
@@ -239,6 +241,10 @@ class ProcessBackend:
         except OSError as e:
             shutil.rmtree(cwd, ignore_errors=True)
             raise CandidateFailure("sandbox_error", f"cannot start the runner: {e}") from None
+
+    def prewarm(self, program, limits: SessionLimits, labels: dict[str, str] | None = None) -> None:
+        """Start a sandbox for ``program``'s first session now, in the background."""
+        self.pool.prewarm(limits, labels or {}, program.source)
 
     def open(self, program, knobs: dict[str, Any], toolkit: Toolkit, limits: SessionLimits,
              labels: dict[str, str] | None = None) -> RpcSession:

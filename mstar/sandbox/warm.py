@@ -24,8 +24,8 @@ from mstar.sandbox.base import SessionLimits
 MAX_IDLE_S = 600.0
 
 # (limits, labels, preload, spare) -> a started transport; preload: comma-separated modules for the
-# runner to import while it waits ("" for none); spare: start it at a low CPU priority (it must not
-# slow the episode running now), raised by ``transport.activate()`` when it is handed out.
+# runner to import while it waits ("" for none); spare: it is a spare (a backend may start it at a lower
+# CPU priority, raised by ``transport.activate()`` when it is handed out).
 Factory = Callable[[SessionLimits, dict[str, str], str, bool], Any]
 # What a spare may import ahead: the third-party allow-list (mstar/harness/static.py), the slow imports.
 PRELOADABLE = ("numpy", "bm25s", "pydantic")
@@ -88,6 +88,15 @@ class WarmPool:
                                             daemon=True, name="mstar-sandbox-spare")
             self._thread.start()
         return transport
+
+    def prewarm(self, limits: SessionLimits, labels: dict[str, str], source: str = "") -> None:
+        """Start the first spare now (e.g. while the host loads the data), so no episode waits for a start."""
+        if not self.enabled or self._thread is not None or self._spare is not None:
+            return
+        preload = preload_for(source)
+        self._thread = threading.Thread(target=self._make_spare, args=(self._key(limits, labels, preload), limits,
+                                        dict(labels), preload), daemon=True, name="mstar-sandbox-spare")
+        self._thread.start()
 
     def _make_spare(self, key: tuple[Any, ...], limits: SessionLimits, labels: dict[str, str], preload: str) -> None:
         try:

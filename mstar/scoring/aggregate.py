@@ -8,7 +8,9 @@ from typing import Any
 
 from mstar.scoring.evidence import ProbeScore
 
-QUALITY_METRICS = ("evidence_recall", "ndcg@10", "session_recall", "answer_containment")
+QUALITY_METRICS = ("evidence_recall", "ndcg@10", "session_recall", "answer_containment", "qa_f1", "qa_judge")
+# The metrics that need the answer step, i.e. an LLM (--model).
+LLM_METRICS = ("qa_f1", "qa_judge")
 
 
 def _mean(xs: list[float]) -> float | None:

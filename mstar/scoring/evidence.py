@@ -103,6 +103,14 @@ class ProbeScore:
     credited: list[str] = field(default_factory=list)
     listed: list[str] = field(default_factory=list)
     error: str | None = None
+    # Filled for missed probes only: the start of the context shown, and the evidence credited when
+    # the same query was read again at a larger budget (None: not read again).
+    context_excerpt: str = ""
+    wide_credited: list[str] | None = None
+    # LLM mode only (mstar.scoring.qa): the answer step's answer and its scores.
+    answer: str | None = None
+    qa_f1: float | None = None
+    qa_judge: float | None = None
 
     def metrics(self) -> dict[str, float | None]:
         return {
@@ -110,6 +118,8 @@ class ProbeScore:
             "ndcg@10": self.ndcg,
             "session_recall": self.session_recall,
             "answer_containment": self.answer_containment,
+            "qa_f1": self.qa_f1,
+            "qa_judge": self.qa_judge,
             "context_tokens": float(self.context_tokens),
             "read_ms": self.read_ms,
         }

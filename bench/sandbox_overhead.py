@@ -1,0 +1,140 @@
+"""Time a full test-split evaluation on the inline, process and docker sandboxes in one run.
+
+The backends are interleaved (the order rotates every repeat) so that load from other work on the
+machine hits them all alike; each timing is backend construction + evaluation + close, what a user
+waits for. The metrics of every run must be identical across backends (the sandbox must not change a
+score): the script exits 1 when they differ. With ``--write`` the result and the exact command replace
+the "Sandbox overhead" section of docs/BENCHMARKS.md.
+
+    python bench/sandbox_overhead.py --data /work/shared/data/locomo10.json --repeats 5 --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## Sandbox overhead"
+
+
+def _metrics(results: list[Any]) -> dict[str, Any]:
+    """What a backend must not change: every probe's score and every failure (timings excluded)."""
+    from mstar.scoring.aggregate import summarize
+
+    s = summarize(results)
+    overall = {k: v for k, v in s["overall"].items() if not k.endswith("_ms_p50")}
+    return {"overall": overall, "failures": s["failures"]}
+
+
+def run_once(name: str, program: Any, episodes: list[Any], budget: int) -> tuple[float, dict[str, Any]]:
+    from mstar.evaluate import EvalConfig, evaluate
+    from mstar.sandbox.registry import get_backend
+    from mstar.toolkit import Toolkit
+
+    t0 = time.perf_counter()
+    backend = get_backend(name)
+    results = evaluate(program, episodes, backend, Toolkit(), {}, EvalConfig(budget=budget, collect_dump=False),
+                       labels={"mstar.run": f"bench-{os.getpid()}"})
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
+    return time.perf_counter() - t0, _metrics(results)
+
+
+def write_section(text: str) -> Path:
+    """Replace (or append) this script's own ``##`` section of the shared docs/BENCHMARKS.md."""
+    path = ROOT / "docs" / "BENCHMARKS.md"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    lines = old.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
+    if start is None:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        new = "".join(lines[:start]) + text + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
+    path.write_text(new)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("MSTAR_DATA", "")) or None,
+                    help="LoCoMo data file (else $MSTAR_DATA)")
+    ap.add_argument("--harness", default="bm25")
+    ap.add_argument("--task", default="locomo")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--budget", type=int, default=1024)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--backends", default="inline,process,docker")
+    ap.add_argument("--write", action="store_true", help="write the result into docs/BENCHMARKS.md")
+    args = ap.parse_args(argv)
+    if args.data is None or not args.data.exists():
+        ap.error(f"--data: {args.data} not found (give the LoCoMo json, or set MSTAR_DATA)")
+    if args.repeats < 1:
+        ap.error("--repeats: must be at least 1")
+
+    from mstar.tasks.registry import get_task
+
+    from mstar.harness.loader import load_program
+
+    names = [b.strip() for b in args.backends.split(",") if b.strip()]
+    program = load_program(args.harness)
+    episodes = get_task(args.task, data=args.data).episodes(args.split)
+    n_probes = sum(len(e.probes) for e in episodes)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    reference: dict[str, Any] | None = None
+    run_once(names[0], program, episodes, args.budget)  # warm-up: imports, page cache, docker client
+    for rep in range(args.repeats):
+        order = names[rep % len(names):] + names[: rep % len(names)]
+        for name in order:
+            wall, metrics = run_once(name, program, episodes, args.budget)
+            times[name].append(wall)
+            if reference is None:
+                reference = metrics
+            elif metrics != reference:
+                print(f"FAIL: {name} gave other metrics than {names[0]}: {metrics} != {reference}", file=sys.stderr)
+                return 1
+            print(f"repeat {rep + 1} {name:8s} {wall:7.3f} s", flush=True)
+
+    base = statistics.median(times[names[0]])
+    rows = []
+    for name in names:
+        med = statistics.median(times[name])
+        paired = statistics.median(t / b for t, b in zip(times[name], times[names[0]], strict=True))
+        rows.append(f"| {name} | {med:.3f} | {min(times[name]):.3f} | {med / base:.2f}x | {paired:.2f}x |")
+    cmd = "python bench/sandbox_overhead.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    text = "\n".join([
+        SECTION, "",
+        f"Full `{args.split}` split of `{args.task}` ({len(episodes)} episodes, {n_probes} probes), harness "
+        f"`{args.harness}`, budget {args.budget}; {args.repeats} interleaved repeats per backend, each timing "
+        "= backend construction + evaluation + close. Metrics identical across backends (checked).",
+        f"Machine: {os.cpu_count()} cores, {_mem_gib()} GiB, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}; shared with other work, hence the medians.", "",
+        f"Command: `{cmd}`", "",
+        f"| backend | median s | best s | median / {names[0]} median | median of paired ratios |",
+        "|---|---|---|---|---|", *rows, "",
+        "Target (issue 4): docker within 1.3x of inline.", "",
+    ])
+    print(text)
+    if args.write:
+        print(f"wrote {write_section(text)}")
+    return 0
+
+
+def _mem_gib() -> int:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
+    except (ValueError, OSError):
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

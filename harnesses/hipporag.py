@@ -1,0 +1,231 @@
+"""HippoRAG-style memory: an entity graph over turns, ranked by personalised PageRank from the query.
+
+Idea (Gutiérrez et al. 2024, "HippoRAG: Neurobiologically Inspired Long-Term Memory for Large
+Language Models"; the graph layout follows HippoRAG 2, Gutiérrez et al. 2025): every turn is indexed
+into entity phrases; one graph holds entity nodes and turn nodes, with an edge from each turn to the
+entities it mentions, relation edges between the subject and object of a triple (with an LLM), and
+synonymy edges. At query time the entities named in the question seed a personalised PageRank (PPR),
+each weighted by its specificity (1 / number of turns it occurs in); the question's BM25 turns (via
+``bm25s``) seed the turn nodes with weight ``lexical_weight`` (HippoRAG 2 seeds passage nodes from a
+dense retriever). Turns are ranked by their PPR mass, which reaches evidence several entity hops away
+that shares no word with the question. A question with no known entity is seeded by BM25 alone (the
+lexical fallback).
+Offline entity extraction (the documented heuristic, ``entities``): capitalised spans ("Lisbon
+Marathon"), numbers, and quoted phrases; a capitalised span loses leading stop words ("What", "The",
+"I", "Yesterday"); possessive 's is stripped; entities are lower-cased. With an LLM
+(``toolkit.has_llm`` and ``llm_openie``) each turn's OpenIE-style triples replace the heuristic.
+Synonymy: a multi-word entity is linked to each of its words that is itself an entity. The speaker
+can be a node (``speaker_entity``; off by default: it would be a hub joining every turn of a person).
+Simplifies: no relation labels, no embedding-based synonymy or query-to-node linking (exact match of
+normalised entity text), PPR by plain numpy power iteration.
+Needs an LLM: no (optional, for OpenIE triples).
+
+Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.
+"""
+
+import json
+import re
+
+import bm25s
+import numpy as np
+
+INSTRUCTIONS = (
+    "The memory below holds past conversation turns as 'speaker: text', ranked by how closely the people, "
+    "places and things they mention connect to those in the question; a turn may be relevant through a "
+    "chain of such links. Answer from these turns; if they do not contain the answer, say that it is not in memory."
+)
+
+KNOBS = {
+    "top_k": {"type": "int", "low": 1, "high": 200, "default": 60},
+    "damping": {"type": "float", "low": 0.1, "high": 0.95, "default": 0.5},
+    "iterations": {"type": "int", "low": 5, "high": 100, "default": 30},
+    "speaker_entity": {"type": "bool", "default": False},
+    "lexical_weight": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.5},
+    "llm_openie": {"type": "bool", "default": True},
+    "show_time": {"type": "bool", "default": False},
+}
+
+_WORD = re.compile(r"\w\w+")
+_STOP = frozenset(
+    "the a an and or but of to in on at by for with from as is are was were be been am i me my we our you "
+    "your he him his she her it its they them their this that these those do does did have has had not "
+    "so if then there here what which who when where why how will would can could just very really "
+    "yes no oh hey hi wow thanks thank yeah ok okay sure well yesterday today tomorrow last also after "
+    "before now maybe sounds great good nice awesome cool".split()
+)
+_CAPSPAN = re.compile(r"(?<![\w'])([A-Z][\w'’&-]*(?:[ \t]+[A-Z][\w'’&-]*)*)")
+_QUOTED = re.compile(r"[\"“]([^\"”]{3,60})[\"”]")
+_NUMBER = re.compile(r"\b\d[\d,.:/-]*\d\b|\b\d\b")
+_SENT_START = re.compile(r"(?:^|[.!?]\s+|\n)$")
+OPENIE_PROMPT = ('Extract the knowledge triples (subject, relation, object) stated in this turn; use names, '
+                 'not pronouns. Reply with JSON only: {"triples": [["subject", "relation", "object"]]}.\n\nTURN: ')
+
+
+def terms(text):
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+def norm(phrase):
+    return re.sub(r"['’]s$", "", re.sub(r"\s+", " ", phrase.strip().lower()))
+
+
+def entities(text):
+    """The heuristic entity set of ``text`` (lower-cased, possessives stripped)."""
+    found = []
+    for m in _CAPSPAN.finditer(text):
+        words = m.group(1).split()
+        if _SENT_START.search(text[: m.start()]) and words[0].lower() in _STOP:
+            words = words[1:]  # "What Ana said" -> "Ana"; a lone "The" or "I" -> nothing
+        while words and words[0].lower() in _STOP:
+            words = words[1:]
+        if words:
+            found.append(" ".join(words))
+    found += _QUOTED.findall(text) + _NUMBER.findall(text)
+    return sorted({norm(f) for f in found if norm(f) and norm(f) not in _STOP})
+
+
+# --- encode: one turn -> one record with its entities (and triples when an LLM is there) -------------
+def encode(event, toolkit, knobs):
+    speaker = event.get("speaker") or ""
+    text = f"{speaker}: {event['text']}" if speaker else event["text"]
+    rec = {"text": text, "sources": [event["id"]], "session": event.get("session"), "time": event.get("time"),
+           "speaker": speaker}
+    if knobs["llm_openie"] and toolkit.has_llm:
+        reply = toolkit.llm([{"role": "user", "content": OPENIE_PROMPT + text}], temperature=0)
+        m = re.search(r"\{.*\}", reply or "", re.S)
+        try:
+            triples = json.loads(m.group(0)).get("triples") if m else None
+        except (ValueError, AttributeError):
+            triples = None
+        good = [t for t in triples or [] if isinstance(t, list) and len(t) == 3 and all(isinstance(x, str) for x in t)]
+        if good:
+            rec["triples"] = [[norm(t[0]), norm(t[2])] for t in good]
+        else:
+            toolkit.log(f"hipporag: no usable triples, heuristic entities used: {str(reply)[:200]!r}")
+    return [rec]
+
+
+# --- index: one graph of entity nodes and turn nodes (turn-entity, relation and synonymy edges) ------
+def index(records, state, toolkit, knobs):
+    node, turn_nodes, edges = {}, [], set()
+
+    def nid(name):
+        return node.setdefault(name, len(node))
+
+    for r in records:
+        pairs = r.get("triples")
+        body = r["text"][len(r["speaker"]) + 2:] if r.get("speaker") and r["text"].startswith(r["speaker"] + ": ") \
+            else r["text"]
+        names = sorted({x for p in pairs for x in p if x}) if pairs else entities(body)
+        if knobs["speaker_entity"] and r.get("speaker"):
+            names = sorted(set(names) | {norm(r["speaker"])})
+        turn_nodes.append([nid(n) for n in names])
+        edges.update((min(nid(a), nid(b)), max(nid(a), nid(b))) for a, b in pairs or [] if a and b and a != b)
+    for name, i in list(node.items()):  # synonymy: "lisbon marathon" ~ "lisbon"
+        for w in name.split() if " " in name else []:
+            if w in node:
+                edges.add((min(i, node[w]), max(i, node[w])))
+    n_ent = len(node)
+    for t, ids in enumerate(turn_nodes):  # turn nodes come after the entity nodes
+        edges.update((i, n_ent + t) for i in ids)
+    e = np.array(sorted(edges), dtype=np.int64).reshape(-1, 2)
+    state["hr_nodes"], state["hr_turn_nodes"], state["hr_size"] = node, turn_nodes, n_ent + len(records)
+    state["hr_src"] = np.concatenate([e[:, 0], e[:, 1]])
+    state["hr_dst"] = np.concatenate([e[:, 1], e[:, 0]])
+    state["hr_df"] = np.bincount([i for ids in turn_nodes for i in set(ids)], minlength=n_ent).astype(float)
+    retriever = bm25s.BM25()
+    retriever.index([terms(r["text"]) or [""] for r in records] or [[""]], show_progress=False)
+    state["hr_bm25"] = retriever
+
+
+def ppr(seeds, src, dst, n, damping, iterations):
+    """Personalised PageRank by power iteration; the mass of dangling nodes returns to the seeds."""
+    reset = seeds / seeds.sum()
+    out_deg = np.bincount(src, minlength=n).astype(float)
+    p = reset.copy()
+    for _ in range(iterations):
+        share = np.where(out_deg > 0, p / np.maximum(out_deg, 1), 0.0)
+        walked = np.bincount(dst, weights=share[src], minlength=n)
+        p = (1 - damping) * reset + damping * (walked + p[out_deg == 0].sum() * reset)
+    return p
+
+
+# --- retrieve: PPR seeded by the question's entities (and, weighted, its BM25 turns); rank turn nodes --
+def retrieve(query, records, state, toolkit, knobs):
+    if not records:
+        return []
+    node, n_ent, size = state["hr_nodes"], len(state["hr_nodes"]), state["hr_size"]
+    ent_seed, lex_seed = np.zeros(size), np.zeros(size)
+    for name in entities(query["question"]):
+        if name in node:
+            ent_seed[node[name]] = 1.0 / max(state["hr_df"][node[name]], 1.0)  # node specificity
+    q = terms(query["question"])
+    if q and knobs["lexical_weight"] > 0:
+        docs, scores = state["hr_bm25"].retrieve([q], k=min(knobs["top_k"], len(records)), show_progress=False)
+        for d, sc in zip(docs[0], scores[0], strict=True):
+            lex_seed[n_ent + int(d)] = max(float(sc), 0.0)
+    w = knobs["lexical_weight"] if ent_seed.sum() > 0 else 1.0  # no known entity: the lexical fallback alone
+    seeds = (1 - w) * ent_seed / max(ent_seed.sum(), 1e-12) + w * lex_seed / max(lex_seed.sum(), 1e-12)
+    if seeds.sum() <= 0:
+        return []
+    p = ppr(seeds, state["hr_src"], state["hr_dst"], size, knobs["damping"], knobs["iterations"])[n_ent:]
+    order = np.argsort(-p, kind="stable")[: knobs["top_k"]]
+    return [(int(i), float(p[i])) for i in order if p[i] > 0]
+
+
+def expand(hits, records, state, knobs):
+    return hits
+
+
+# --- pack: hits -> the read result, within the token budget ---------------------------------------
+def render(record, knobs):
+    if knobs.get("show_time") and record.get("time"):
+        return f"[{str(record['time'])[:10]}] {record['text']}"
+    return record["text"]
+
+
+def pack(query, hits, records, toolkit, knobs):
+    budget = query.get("budget", 1024)
+    used, lines, items = 0, [], []
+    for i, _score in hits:
+        text = render(records[i], knobs)
+        n = toolkit.count_tokens(text)
+        if used + n > budget:
+            continue
+        used += n
+        lines.append(text)
+        items.append({"text": text, "sources": list(records[i]["sources"])})
+    return {"context": "\n".join(lines), "items": items}
+
+
+def maintain(phase, records, state, toolkit, knobs):
+    return records
+
+
+class Memory:
+    """The standard driver of a modular harness: records in a list, components called in order."""
+
+    def __init__(self, toolkit, knobs):
+        self.toolkit, self.knobs = toolkit, knobs
+        self.records, self.state, self.dirty = [], {}, False
+
+    def write(self, event):
+        for rec in encode(event, self.toolkit, self.knobs):
+            rec["seq"] = len(self.records)
+            self.records.append(rec)
+        self.dirty = True
+
+    def read(self, query):
+        if self.dirty:
+            index(self.records, self.state, self.toolkit, self.knobs)
+            self.dirty = False
+        hits = retrieve(query, self.records, self.state, self.toolkit, self.knobs)
+        hits = expand(hits, self.records, self.state, self.knobs)
+        return pack(query, hits, self.records, self.toolkit, self.knobs)
+
+    def manage(self, phase):
+        self.records = maintain(phase, self.records, self.state, self.toolkit, self.knobs)
+        self.dirty = True
+
+    def dump(self):
+        return [{"text": r["text"], "sources": r["sources"]} for r in self.records]

@@ -1,0 +1,252 @@
+"""LongMemEval-style retrieval: rounds as the value unit, fact-augmented keys, time-aware query expansion.
+
+Idea (Wu et al. 2024, "LongMemEval: Benchmarking Chat Assistants on Long-Term Interactive Memory",
+section 5): the paper's best memory designs decompose sessions into *rounds* (a user turn and the
+reply to it) and store each round as one value; the retrieval *key* of a round is its text expanded
+with facts extracted from it ("fact-augmented key expansion"); and a *time-aware query expansion*
+turns the time expressions of the question into a date range that narrows the search to the rounds
+whose timestamp falls inside it. Here: rounds are ``round_size`` consecutive turns of one session;
+keys are ranked with BM25 (``bm25s``); every turn of a hit round is returned (each turn is its own
+item, with its date); a question with a time expression ("on 2023-05-08", "in May 2023", "last week",
+"3 days ago", "yesterday", relative to the question's ``time``) puts the in-range rounds first.
+Expectation: it wins on temporal probes whose dates live only in ``event["time"]``, not in the text.
+Simplifies: the paper extracts the time range with an LLM; here it is parsed with rules
+(``time_range``), documented in code. Without an LLM the key is the round text itself; with one
+(``toolkit.has_llm`` and ``fact_keys``), each turn's extracted facts are appended to its round's key.
+Needs an LLM: no (optional, for fact keys).
+
+Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.
+"""
+
+import calendar
+import json
+import re
+from datetime import datetime, timedelta
+
+import bm25s
+
+INSTRUCTIONS = (
+    "The memory below holds past conversation rounds, most relevant first, each turn as "
+    "'[date] speaker: text'. Dates are when the turn was said: resolve words like 'yesterday' or 'last "
+    "week' inside a turn against its date. Answer from these turns; if they do not contain the answer, "
+    "say that it is not in memory."
+)
+
+KNOBS = {
+    "top_k": {"type": "int", "low": 1, "high": 200, "default": 40},
+    "round_size": {"type": "int", "low": 1, "high": 6, "default": 2},
+    "time_mode": {"type": "cat", "choices": ["front", "filter", "off"], "default": "front"},
+    "fact_keys": {"type": "bool", "default": True},
+    "show_time": {"type": "bool", "default": True},
+}
+
+_WORD = re.compile(r"\w\w+")
+_STOP = frozenset(
+    "the a an and or but of to in on at by for with from as is are was were be been am i me my we our you "
+    "your he him his she her it its they them their this that these those do does did have has had not "
+    "so if then there here what which who when where why how will would can could just very really".split()
+)
+FACT_PROMPT = ('List the facts stated in this conversation turn (short sentences naming who), as JSON only: '
+               '{"facts": ["..."]}.\n\nTURN: ')
+
+
+def terms(text):
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+# --- time expressions -> [start, end) date range (the rule-based stand-in for the paper's LLM) -------
+MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_name) if m}
+MONTHS.update({m.lower(): i for i, m in enumerate(calendar.month_abbr) if m})
+WEEKDAYS = {d.lower(): i for i, d in enumerate(calendar.day_name)}
+NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+           "eight": 8, "nine": 9, "ten": 10, "couple of": 2, "few": 3}
+_MON = r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+_NUM = r"(\d+|an?|one|two|three|four|five|six|seven|eight|nine|ten|couple of|few)"
+
+
+def parse_time(value):
+    try:
+        return datetime.fromisoformat(str(value)[:19]) if value else None
+    except ValueError:
+        return None
+
+
+def _day(y, m, d):
+    try:
+        start = datetime(y, m, d)
+    except ValueError:
+        return None
+    return start, start + timedelta(days=1)
+
+
+def _month(y, m):
+    start = datetime(y, m, 1)
+    return start, datetime(y + (m == 12), m % 12 + 1, 1)
+
+
+def time_range(question, now):
+    """The first time expression of ``question`` as a ``(start, end)`` datetime pair, or None."""
+    q = question.lower()
+    if m := re.search(r"\b(\d{4})-(\d{2})-(\d{2})\b", q):
+        return _day(int(m[1]), int(m[2]), int(m[3]))
+    if m := re.search(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?(?: of)? {_MON},? (\d{{4}})\b", q):
+        return _day(int(m[3]), MONTHS[m[2][:3]], int(m[1]))
+    if m := re.search(rf"\b{_MON} (\d{{1,2}})(?:st|nd|rd|th)?,? (\d{{4}})\b", q):
+        return _day(int(m[3]), MONTHS[m[1][:3]], int(m[2]))
+    if m := re.search(rf"\b{_MON},? (\d{{4}})\b", q):
+        return _month(int(m[2]), MONTHS[m[1][:3]])
+    if m := re.search(r"\b(?:in|during) (\d{4})\b", q):
+        return datetime(int(m[1]), 1, 1), datetime(int(m[1]) + 1, 1, 1)
+    if now is None:
+        return None
+    if m := re.search(rf"\b(?:in|during) {_MON}\b", q):  # a month without a year: the latest one before now
+        month = MONTHS[m[1][:3]]
+        return _month(now.year if month <= now.month else now.year - 1, month)
+    today = datetime(now.year, now.month, now.day)
+    if re.search(r"\byesterday\b", q):
+        return today - timedelta(days=1), today
+    if re.search(r"\btoday\b|\bthis morning\b", q):
+        return today, today + timedelta(days=1)
+    if m := re.search(rf"\b{_NUM} (day|week|month|year)s? ago\b", q):
+        n = int(m[1]) if m[1].isdigit() else NUMBERS[m[1]]
+        days = {"day": 1, "week": 7, "month": 30, "year": 365}[m[2]] * n
+        slack = {"day": 1, "week": 3, "month": 15, "year": 120}[m[2]]
+        return today - timedelta(days=days + slack), today - timedelta(days=days - slack - 1)
+    if m := re.search(rf"\b(?:past|last) {_NUM} (day|week|month)s?\b", q):
+        n = int(m[1]) if m[1].isdigit() else NUMBERS[m[1]]
+        return today - timedelta(days={"day": 1, "week": 7, "month": 30}[m[2]] * n), today + timedelta(days=1)
+    if m := re.search(r"\blast (monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", q):
+        back = (today.weekday() - WEEKDAYS[m[1]] - 1) % 7 + 1  # the most recent such day before today
+        return today - timedelta(days=back), today - timedelta(days=back - 1)
+    if re.search(r"\blast week(end)?\b", q):
+        return today - timedelta(days=13), today + timedelta(days=1)
+    if re.search(r"\blast month\b", q):
+        first = datetime(today.year, today.month, 1)
+        return _month((first - timedelta(days=1)).year, (first - timedelta(days=1)).month)
+    if re.search(r"\bthis month\b", q):
+        return _month(today.year, today.month)
+    if re.search(r"\blast year\b", q):
+        return datetime(today.year - 1, 1, 1), datetime(today.year, 1, 1)
+    if re.search(r"\bthis year\b", q):
+        return datetime(today.year, 1, 1), datetime(today.year + 1, 1, 1)
+    return None
+
+
+# --- encode: one turn -> one record (plus extracted facts for the key when an LLM is there) --------
+def encode(event, toolkit, knobs):
+    speaker = event.get("speaker") or ""
+    text = f"{speaker}: {event['text']}" if speaker else event["text"]
+    rec = {"text": text, "sources": [event["id"]], "session": event.get("session"), "time": event.get("time")}
+    if knobs["fact_keys"] and toolkit.has_llm:
+        reply = toolkit.llm([{"role": "user", "content": FACT_PROMPT + text}], temperature=0)
+        m = re.search(r"\{.*\}", reply or "", re.S)
+        try:
+            facts = json.loads(m.group(0)).get("facts") if m else None
+        except (ValueError, AttributeError):
+            facts = None
+        if isinstance(facts, list):
+            rec["key_facts"] = " ".join(f for f in facts if isinstance(f, str))
+        else:
+            toolkit.log(f"longmemeval_rag: fact reply unreadable, key = text only: {str(reply)[:200]!r}")
+    return [rec]
+
+
+# --- index: group turns into rounds; one BM25 key per round --------------------------------------
+def index(records, state, toolkit, knobs):
+    state["lme_rounds"] = []
+    if not records:
+        return
+    rounds, current = [], []
+    for i in sorted(range(len(records)), key=lambda i: records[i].get("seq", i)):
+        if current and (len(current) >= knobs["round_size"]
+                        or records[current[-1]].get("session") != records[i].get("session")):
+            rounds.append(current)
+            current = []
+        current.append(i)
+    if current:
+        rounds.append(current)
+    keys = [" ".join(records[i]["text"] + " " + records[i].get("key_facts", "") for i in r) for r in rounds]
+    retriever = bm25s.BM25()
+    retriever.index([terms(k) or [""] for k in keys], show_progress=False)
+    state["lme_rounds"], state["lme_bm25"] = rounds, retriever
+    state["lme_times"] = [parse_time(records[r[0]].get("time")) for r in rounds]
+
+
+# --- retrieve: BM25 over round keys; a time expression in the question puts in-range rounds first --
+def retrieve(query, records, state, toolkit, knobs):
+    rounds = state.get("lme_rounds") or []
+    if not rounds:
+        return []
+    q = terms(query["question"]) or [""]
+    docs, scores = state["lme_bm25"].retrieve([q], k=len(rounds), show_progress=False)
+    score = {int(d): float(s) for d, s in zip(docs[0], scores[0], strict=True)}
+    ranked = [r for r in sorted(score, key=lambda r: -score[r]) if score[r] > 0]
+    span = time_range(query["question"], parse_time(query.get("time"))) if knobs["time_mode"] != "off" else None
+    if span:
+        inside = [r for r in range(len(rounds)) if state["lme_times"][r] and span[0] <= state["lme_times"][r] < span[1]]
+        if inside:
+            inside.sort(key=lambda r: (-score.get(r, 0.0), r))
+            rest = [] if knobs["time_mode"] == "filter" else [r for r in ranked if r not in set(inside)]
+            ranked = inside + rest
+    hits = []
+    for r in ranked[: knobs["top_k"]]:
+        hits += [(i, score.get(r, 0.0)) for i in rounds[r]]
+    return hits
+
+
+def expand(hits, records, state, knobs):
+    return hits
+
+
+# --- pack: hits -> the read result, within the token budget ---------------------------------------
+def render(record, knobs):
+    if knobs.get("show_time") and record.get("time"):
+        return f"[{str(record['time'])[:10]}] {record['text']}"
+    return record["text"]
+
+
+def pack(query, hits, records, toolkit, knobs):
+    budget = query.get("budget", 1024)
+    used, lines, items = 0, [], []
+    for i, _score in hits:
+        text = render(records[i], knobs)
+        n = toolkit.count_tokens(text)
+        if used + n > budget:
+            continue
+        used += n
+        lines.append(text)
+        items.append({"text": text, "sources": list(records[i]["sources"])})
+    return {"context": "\n".join(lines), "items": items}
+
+
+def maintain(phase, records, state, toolkit, knobs):
+    return records
+
+
+class Memory:
+    """The standard driver of a modular harness: records in a list, components called in order."""
+
+    def __init__(self, toolkit, knobs):
+        self.toolkit, self.knobs = toolkit, knobs
+        self.records, self.state, self.dirty = [], {}, False
+
+    def write(self, event):
+        for rec in encode(event, self.toolkit, self.knobs):
+            rec["seq"] = len(self.records)
+            self.records.append(rec)
+        self.dirty = True
+
+    def read(self, query):
+        if self.dirty:
+            index(self.records, self.state, self.toolkit, self.knobs)
+            self.dirty = False
+        hits = retrieve(query, self.records, self.state, self.toolkit, self.knobs)
+        hits = expand(hits, self.records, self.state, self.knobs)
+        return pack(query, hits, self.records, self.toolkit, self.knobs)
+
+    def manage(self, phase):
+        self.records = maintain(phase, self.records, self.state, self.toolkit, self.knobs)
+        self.dirty = True
+
+    def dump(self):
+        return [{"text": r["text"], "sources": r["sources"]} for r in self.records]

@@ -1,0 +1,197 @@
+"""Mem-α-style memory: core / episodic / semantic stores edited by LLM-chosen operations per chunk.
+
+Idea (Wang et al. 2025, "Mem-α: Learning Memory Construction via Reinforcement Learning"): memory has
+three parts. Core memory is a short text that is always shown (who the user is, standing goals);
+episodic memory holds time-stamped events; semantic memory holds general facts. The conversation is
+consumed in chunks; for each chunk the model sees the core text, the chunk, and the stored entries most
+related to it (by id), and answers with operations: ``insert`` into episodic or semantic, ``update`` an
+entry by id (or rewrite the core), ``delete`` an entry by id. Each entry keeps ``sources`` (the event ids
+of the chunks that wrote it). Read = the core text plus a BM25 search over episodic + semantic entries,
+within the token budget.
+Simplifies: the paper trains the construction policy with RL from downstream QA reward; here the
+policy is whatever model ``--model`` names, prompted zero-shot (evolution tunes the prompt and knobs
+instead). Operations are one JSON reply per chunk rather than multi-turn tool calls. A malformed reply
+or an unknown operation / store / id is logged and skipped.
+Needs an LLM: yes (``NEEDS_LLM``); offline it is skipped as "needs --model".
+"""
+
+import json
+import re
+
+import bm25s
+
+NEEDS_LLM = True
+
+INSTRUCTIONS = (
+    "The memory below starts with CORE memory (always true background), then EPISODIC entries (dated "
+    "events) and SEMANTIC entries (general facts), most relevant first. Answer the question from them; "
+    "prefer dated episodic entries for questions about when something happened. If the memory does not "
+    "contain the answer, say that it is not in memory."
+)
+
+KNOBS = {
+    "chunk_turns": {"type": "int", "low": 1, "high": 50, "default": 8},
+    "related_k": {"type": "int", "low": 0, "high": 30, "default": 8},
+    "top_k": {"type": "int", "low": 1, "high": 200, "default": 40},
+    "core_max_tokens": {"type": "int", "low": 16, "high": 512, "default": 128},
+}
+
+STORES = ("episodic", "semantic")
+OP_PROMPT = (
+    "You build the memory of an assistant from a conversation, chunk by chunk. Memory has CORE (a short "
+    "text always shown: identities, relationships, standing preferences and goals), EPISODIC (dated "
+    "events: who did what, when) and SEMANTIC (general facts). Given the current core, the related "
+    "stored entries (with ids) and the NEW CHUNK, reply with JSON only: "
+    '{"operations": [{"op": "insert", "store": "episodic|semantic", "text": "..."}, '
+    '{"op": "update", "store": "episodic|semantic|core", "id": "<id; none for core>", "text": "..."}, '
+    '{"op": "delete", "store": "episodic|semantic", "id": "<id>"}]}. '
+    "Keep entries short and self-contained; put the date in episodic entries; rewrite core only when it changes."
+)
+
+_WORD = re.compile(r"\w\w+")
+_STOP = frozenset(
+    "the a an and or but of to in on at by for with from as is are was were be been am i me my we our you "
+    "your he him his she her it its they them their this that these those do does did have has had not "
+    "so if then there here what which who when where why how will would can could just very really".split()
+)
+
+
+def terms(text):
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+def parse_json(reply):
+    m = re.search(r"\{.*\}", reply or "", re.S)
+    if not m:
+        return None
+    try:
+        out = json.loads(m.group(0))
+    except ValueError:
+        return None
+    return out if isinstance(out, dict) else None
+
+
+def turn_line(event):
+    when = (event.get("time") or "")[:10]
+    who = event.get("speaker") or "someone"
+    return f"[{when}] {who}: {event.get('text', '')}" if when else f"{who}: {event.get('text', '')}"
+
+
+def clip_tokens(text, limit, toolkit):
+    """Cut ``text`` to at most ``limit`` tokens, on word boundaries: the core must stay short."""
+    while text and toolkit.count_tokens(text) > limit:
+        text = text.rsplit(" ", 1)[0] if " " in text else ""
+    return text
+
+
+class Memory:
+    def __init__(self, toolkit, knobs):
+        self.toolkit, self.knobs = toolkit, knobs
+        self.core = {"text": "", "sources": []}
+        self.entries = {"episodic": {}, "semantic": {}}  # id -> {"text", "sources", "time"}
+        self.next_id, self.pending, self.bm25, self.dirty = 0, [], None, True
+
+    # --- write: events buffer into chunks; each chunk is one LLM call with a list of operations ---
+    def write(self, event):
+        self.pending.append(event)
+        if len(self.pending) >= self.knobs["chunk_turns"]:
+            self.flush()
+
+    def manage(self, phase):
+        self.flush()
+
+    def flush(self):
+        if not self.pending:
+            return
+        chunk, self.pending = self.pending, []
+        chunk_text = "\n".join(turn_line(e) for e in chunk)
+        related = self.search(chunk_text, self.knobs["related_k"]) if self.knobs["related_k"] else []
+        shown = "\n".join(f"{eid} ({store}): {e['text']}" for store, eid, e in related) or "(none)"
+        prompt = (f"{OP_PROMPT}\n\nCORE:\n{self.core['text'] or '(empty)'}\n\nRELATED ENTRIES:\n{shown}"
+                  f"\n\nNEW CHUNK:\n{chunk_text}")
+        reply = self.toolkit.llm([{"role": "user", "content": prompt}], temperature=0)
+        data = parse_json(reply)
+        ops = data.get("operations") if data else None
+        if not isinstance(ops, list):
+            self.toolkit.log(f"mem_alpha: reply has no operations list, chunk skipped: {str(reply)[:200]!r}")
+            return
+        ids, when = [e["id"] for e in chunk], chunk[-1].get("time")
+        for op in ops:
+            self.apply(op, ids, when)
+
+    def apply(self, op, ids, when):
+        if not isinstance(op, dict):
+            self.toolkit.log(f"mem_alpha: operation is not an object, skipped: {op!r}")
+            return
+        kind, store = str(op.get("op", "")).lower(), str(op.get("store", "")).lower()
+        text = op.get("text").strip() if isinstance(op.get("text"), str) else ""
+        if kind == "update" and store == "core":
+            self.core = {"text": clip_tokens(text, self.knobs["core_max_tokens"], self.toolkit),
+                         "sources": list(dict.fromkeys(self.core["sources"] + ids))}
+            return
+        if store not in STORES or kind not in ("insert", "update", "delete"):
+            self.toolkit.log(f"mem_alpha: unknown operation {kind!r} on store {store!r}, skipped")
+            return
+        entries = self.entries[store]
+        if kind == "insert":
+            if text:
+                self.next_id += 1
+                entries[f"{store[0]}{self.next_id}"] = {"text": text, "sources": list(ids), "time": when}
+                self.dirty = True
+            return
+        eid = str(op.get("id", ""))
+        if eid not in entries:
+            self.toolkit.log(f"mem_alpha: {kind} names no {store} entry {eid!r}, skipped")
+            return
+        if kind == "delete":
+            del entries[eid]
+        elif text:
+            old = entries[eid]
+            entries[eid] = {"text": text, "sources": list(dict.fromkeys(old["sources"] + ids)), "time": when}
+        self.dirty = True
+
+    # --- read: core always, then BM25 over episodic + semantic ---------------------------------
+    def search(self, text, k):
+        flat = [(s, eid, e) for s in STORES for eid, e in self.entries[s].items()]
+        q = terms(text)
+        if not flat or not q or k <= 0:
+            return []
+        if self.dirty or self.bm25 is None:
+            self.bm25 = bm25s.BM25()
+            self.bm25.index([terms(e["text"]) or [""] for _, _, e in flat], show_progress=False)
+            self.flat, self.dirty = flat, False
+        docs, scores = self.bm25.retrieve([q], k=min(k, len(self.flat)), show_progress=False)
+        return [self.flat[int(d)] for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+
+    def render(self, store, entry):
+        when = f"[{str(entry['time'])[:10]}] " if store == "episodic" and entry.get("time") else ""
+        return f"({store}) {when}{entry['text']}"
+
+    def read(self, query):
+        self.flush()
+        budget = query.get("budget", 1024)
+        used, lines, items = 0, [], []
+        if self.core["text"]:
+            text = f"CORE: {self.core['text']}"
+            n = self.toolkit.count_tokens(text)
+            if n <= budget:
+                used, lines = n, [text]
+                items.append({"text": text, "sources": list(self.core["sources"])})
+        for store, _eid, entry in self.search(query["question"], self.knobs["top_k"]):
+            text = self.render(store, entry)
+            n = self.toolkit.count_tokens(text)
+            if used + n > budget:
+                continue
+            used += n
+            lines.append(text)
+            items.append({"text": text, "sources": list(entry["sources"])})
+        return {"context": "\n".join(lines), "items": items}
+
+    def dump(self):
+        self.flush()
+        out = [{"text": f"CORE: {self.core['text']}", "sources": self.core["sources"], "store": "core"}
+               ] if self.core["text"] else []
+        for store in STORES:
+            out += [{"text": e["text"], "sources": e["sources"], "store": store, "id": eid}
+                    for eid, e in self.entries[store].items()]
+        return out

@@ -1,0 +1,97 @@
+"""``tune`` (offline): optuna TPE over a program's ``KNOBS`` on the tuning minibatch.
+
+The first trial is the parent's own values (``enqueue_trial``), so the study knows the bar it must
+beat; the rest come from a TPE sampler seeded from ``ctx.rng`` (same stream, same trials). Every trial
+is scored by ``ctx.score_minibatch`` (the engine counts those evaluations; ``Interrupted``, a
+BaseException, goes straight through optuna and this operator). A trial repeating values already
+scored is answered from memory instead of being paid for again.
+
+Choice: a study whose best trial does not beat the parent raises ``OperatorFailed("no_gain")``: such
+a child would only spend a screen evaluation to rediscover its parent. A winner's values become the
+child's KNOBS defaults (only the ``default`` values are rewritten, every other byte stays) and are
+also returned in ``Proposal.knobs``. Options: ``trials`` (default 8).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mstar.evolve.operators.base import OperatorContext, OperatorFailed, ParentView, Proposal
+from mstar.evolve.operators.source_edit import set_knob_defaults
+
+DEFAULT_TRIALS = 8
+
+
+def _suggest(trial: Any, name: str, spec: Any) -> Any:
+    if spec.type == "int":
+        return trial.suggest_int(name, spec.low, spec.high, log=spec.log)
+    if spec.type == "float":
+        v = trial.suggest_float(name, spec.low, spec.high, log=spec.log)
+        # Four significant digits: readable defaults, and the value scored is the value written.
+        return min(spec.high, max(spec.low, float(f"{v:.4g}")))
+    if spec.type == "bool":
+        return trial.suggest_categorical(name, [False, True])
+    return trial.suggest_categorical(name, list(spec.choices))
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else repr(v) if isinstance(v, str) else str(v)
+
+
+class TuneOperator:
+    name = "tune"
+    needs_llm = False
+    arity = 1
+
+    def propose(self, parents: list[ParentView], ctx: OperatorContext) -> Proposal:
+        import optuna
+
+        from mstar.harness.knobs import KnobsError, resolve
+        from mstar.harness.loader import from_source
+
+        parent = parents[0]
+        if ctx.score_minibatch is None:
+            raise OperatorFailed("no_minibatch", "tune needs the engine's score_minibatch")
+        try:
+            specs = from_source(parent.source, name=parent.name).knob_specs
+            start = resolve(specs, {k: v for k, v in parent.knobs.items() if k in specs})
+        except (KnobsError, ValueError) as e:
+            raise OperatorFailed("invalid_parent", str(e)) from None
+        if not specs:
+            raise OperatorFailed("no_knobs", f"{parent.name} declares no KNOBS")
+        try:
+            n_trials = int(ctx.options.get("trials", DEFAULT_TRIALS))
+        except (TypeError, ValueError):
+            raise OperatorFailed("bad_option", f"--op-opt trials={ctx.options.get('trials')!r}: not an integer") from None
+        if n_trials < 2:
+            raise OperatorFailed("bad_option", f"--op-opt trials={n_trials}: tune needs at least 2 trials")
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.TPESampler(seed=ctx.rng.getrandbits(31),
+                                             n_startup_trials=min(10, max(2, n_trials // 2)))
+        study = optuna.create_study(direction="maximize", sampler=sampler)  # in-memory storage
+        # Bools are suggested as categoricals; optuna takes the enqueued values as they are.
+        study.enqueue_trial(dict(start))
+        scored: dict[tuple, float] = {}
+        trials: list[tuple[dict[str, Any], float]] = []  # (values, score) in trial order; [0] is the parent
+        for _ in range(n_trials):
+            trial = study.ask()
+            values = {k: _suggest(trial, k, s) for k, s in specs.items()}
+            key = tuple(sorted((k, repr(v)) for k, v in values.items()))
+            if key not in scored:
+                scored[key] = float(ctx.score_minibatch(parent.source, values))
+            study.tell(trial, scored[key])
+            trials.append((values, scored[key]))
+        baseline = trials[0][1]
+        # The first trial reaching the best score wins: ties go to the earliest (the parent's, if it is one).
+        best_values, best_score = max(trials, key=lambda t: t[1])
+        if best_score <= baseline + 1e-12 or best_values == trials[0][0]:
+            raise OperatorFailed("no_gain", f"best of {n_trials} trials {best_score:.4f} does not beat "
+                                            f"the parent's {baseline:.4f} on the minibatch")
+        source = set_knob_defaults(parent.source, best_values)
+        first = trials[0][0]
+        changed = [f"{k} {_fmt(first[k])}->{_fmt(v)}" for k, v in best_values.items() if v != first[k]]
+        note = (f"tune: {', '.join(changed)} (minibatch {baseline:.4f} -> {best_score:.4f}, "
+                f"{len(scored)} evaluated of {n_trials} trials)")
+        return Proposal(source=source, knobs=best_values, operator=self.name, parents=[parent.id], note=note)
+

@@ -1,0 +1,363 @@
+"""The Ray executor (DESIGN §7): one Ray task per (program, episode) evaluation, on a local Ray
+instance or an existing cluster.
+
+- Sandbox slots are a custom resource (``mstar_sandbox``): each task asks for one slot and no CPU, so
+  the number of concurrent sandboxes is ``--workers`` (or the cluster's slots), whatever Ray thinks of
+  the CPU count; the sandbox itself limits the CPU a candidate may use.
+- ``map`` keeps a bounded window of tasks in flight and tops it up only while the caller iterates, so
+  once the caller stops, no new task starts; ``ray.wait(num_returns=1)`` yields results as they end.
+- Deadlines are the sandbox's (``SessionLimits``): a hung harness is killed by its backend and comes
+  back as a failed result with reason ``timeout``. ``ray.cancel`` is only used for leftovers on close.
+- A task whose worker process dies is retried by Ray (``max_retries``); its LLM calls are then served
+  from the broker actor's cache (see ``ray_broker``). A job that keeps killing its worker is recorded
+  as a failed candidate (reason ``worker_lost``) and the run goes on.
+- The sandbox backend is rebuilt inside each worker from its name (a live Docker client cannot be
+  pickled), once per worker process.
+
+Ray is imported lazily: ``import mstar`` never imports it. What Ray writes where: docs/RAY.md.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from mstar.episodes import Episode
+from mstar.errors import CandidateFailure, UsageError
+from mstar.evaluate import EpisodeResult, EvalConfig, evaluate_episode
+from mstar.evolve.executor import EvalJob, JobResult, LLMMeter
+from mstar.toolkit import Toolkit
+
+RESOURCE = "mstar_sandbox"
+MAX_RETRIES = 2  # attempts after a worker death; a job that kills 3 workers is a failed candidate
+OBJECT_STORE_BYTES = 256 * 1024**2  # episodes are small; Ray's default (30% of RAM) is far too much
+
+
+# --- starting or joining Ray ----------------------------------------------------------------------
+def start_ray(workers: int, address: str | None = None) -> tuple[bool, str | None]:
+    """Join ``address`` (or $RAY_ADDRESS), else start a local instance with ``workers`` sandbox slots.
+
+    Returns (started here, temp dir to remove at shutdown). A Ray already initialised in this process
+    is reused as it is (tests share one instance).
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address:
+        _local_env()
+    import ray
+
+    if ray.is_initialized():
+        return False, None
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
+    if address:
+        ray.init(address=address, **quiet)
+        return False, None
+    # Short on purpose: Ray puts unix sockets under it, and a socket path must fit in 107 bytes.
+    temp = tempfile.mkdtemp(prefix="mstar-ray-", dir="/tmp")
+    ray.init(num_cpus=os.cpu_count() or 1, resources={RESOURCE: float(workers)}, include_dashboard=False,
+             object_store_memory=OBJECT_STORE_BYTES, _temp_dir=temp, **quiet)
+    return True, temp
+
+
+def _local_env() -> None:
+    """Environment for a local instance; set before Ray is imported (Ray reads its config at import).
+
+    Token auth is on by default for local instances (Ray >= 2.59); with no token in the environment
+    Ray writes one to ~/.ray/auth_token. A per-run token in the environment keeps $HOME clean; the
+    raylet and workers inherit it. Usage stats are off (no report, no network attempt)."""
+    if "ray" in sys.modules:
+        return  # too late: Ray has read its config; it falls back to its default token file
+    if "RAY_AUTH_MODE" not in os.environ and "RAY_AUTH_TOKEN" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def stop_ray(temp: str | None) -> None:
+    import ray
+
+    ray.shutdown()
+    if temp:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def sandbox_slots() -> int:
+    import ray
+
+    return int(ray.cluster_resources().get(RESOURCE, 0))
+
+
+# --- the worker side ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a task needs besides its job and episode; small and picklable."""
+
+    backend: str
+    backend_options: tuple[tuple[str, Any], ...]
+    config: EvalConfig = field(hash=False)
+    labels: tuple[tuple[str, str], ...] = ()
+    has_llm: bool = False
+    embedder_name: str = "hashing"
+    broker: Any = field(default=None, hash=False, compare=False)  # actor handle
+
+
+_BACKENDS: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
+_PROGRAMS: OrderedDict[str, Any] = OrderedDict()
+
+
+def _close_backends() -> None:
+    for b in _BACKENDS.values():
+        close = getattr(b, "close", None)
+        if close:
+            close()
+
+
+def _backend(spec: WorkerSpec) -> Any:
+    key = (spec.backend, spec.backend_options)
+    b = _BACKENDS.get(key)
+    if b is None:
+        from mstar.sandbox.registry import get_backend
+
+        if not _BACKENDS:
+            atexit.register(_close_backends)  # kill warm spares when the worker exits cleanly
+        b = _BACKENDS[key] = get_backend(spec.backend, **dict(spec.backend_options))
+    return b
+
+
+def _program(job: EvalJob) -> Any:
+    from mstar.harness.loader import from_source
+
+    p = _PROGRAMS.get(job.program_id)
+    if p is None:
+        p = _PROGRAMS[job.program_id] = from_source(job.source, name=job.program_id, path=f"<program {job.program_id}>")
+        if len(_PROGRAMS) > 64:
+            _PROGRAMS.popitem(last=False)
+    return p
+
+
+def _ray_call(ref: Any) -> Any:
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        # Re-raise what the broker raised (BudgetExceeded, LLMUnavailable): the sandbox reacts to those.
+        raise (e.cause if isinstance(e.cause, BaseException) else e) from None
+
+
+def _worker_toolkit(spec: WorkerSpec, call_id: str) -> Toolkit:
+    llm = None
+    if spec.has_llm:
+        def llm(messages: Any, **kw: Any) -> str:
+            return _ray_call(spec.broker.llm.remote(call_id, "harness", messages, kw))
+
+    embed = None
+    if spec.embedder_name != "hashing":
+        # A model embedder lives in the broker (one copy per run); the local hashing one is free and
+        # deterministic, so a round trip would only add latency.
+        def embed(texts: Any) -> list[list[float]]:
+            return _ray_call(spec.broker.embed.remote(list(texts)))
+
+    return Toolkit(llm=llm, embed=embed, embedder_name=spec.embedder_name)
+
+
+def run_job(job: EvalJob, episode: Episode, spec: WorkerSpec, call_id: str) -> tuple[EpisodeResult, int]:
+    """The body of one Ray task: evaluate one program on one episode in this worker's sandbox."""
+    res = evaluate_episode(_program(job), episode, _backend(spec), _worker_toolkit(spec, call_id), job.knobs,
+                           spec.config, labels=dict(spec.labels))
+    return res, os.getpid()
+
+
+class _LostBackend:
+    """A backend that cannot open: turns 'the worker died every attempt' into an ordinary failed result
+    (every probe scored 0 with the reason), built by the same code as any other failure."""
+
+    name = "lost"
+
+    def __init__(self, detail: str):
+        self.detail = detail
+
+    def open(self, *_: Any, **__: Any) -> Any:
+        raise CandidateFailure("worker_lost", self.detail)
+
+
+# --- the driver side ------------------------------------------------------------------------------
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, episodes: dict[str, Episode], backend: Any, toolkit: Toolkit, config: EvalConfig,
+                 meter: LLMMeter | None = None, labels: dict[str, str] | None = None,
+                 on_start: Callable[[EvalJob], None] | None = None, workers: int | None = None,
+                 address: str | None = None, backend_options: dict[str, Any] | None = None,
+                 run_dir: str | None = None, max_retries: int = MAX_RETRIES):
+        self.episodes = episodes
+        self.config = config
+        self.meter = meter
+        self.on_start = on_start
+        self.max_retries = max_retries
+        self._pending: dict[Any, tuple[EvalJob, str]] = {}
+        self._broker: Any = None
+        workers = max(1, int(workers or os.cpu_count() or 1))
+        self._started, self._temp = start_ray(workers, address)  # before `import ray`: see _local_env
+        import ray
+
+        self.slots = sandbox_slots()
+        if self.slots < 1:
+            self.close()
+            raise UsageError(f"--ray-address: the cluster has no {RESOURCE!r} resource; start its nodes with "
+                             f"ray start --resources='{{\"{RESOURCE}\": N}}' (N sandboxes per node)")
+        self.window = 2 * self.slots  # enough queued that a slot never idles while the driver stores a result
+        self._broker = self._make_broker(toolkit, meter, run_dir)
+        self.spec = WorkerSpec(backend=_backend_name(backend), backend_options=tuple(sorted((backend_options or {}).items())),
+                               config=config, labels=tuple(sorted((labels or {}).items())),
+                               has_llm=toolkit.has_llm, embedder_name=getattr(toolkit, "embedder_name", "hashing"),
+                               broker=self._broker)
+        self._task = ray.remote(run_job).options(num_cpus=0, resources={RESOURCE: 1}, max_retries=max_retries,
+                                                 retry_exceptions=False, name="mstar_eval")
+        self._episode_refs: dict[str, Any] = {}
+        self._ids = itertools.count()
+
+    def _make_broker(self, toolkit: Toolkit, meter: Any, run_dir: str | None) -> Any:
+        import ray
+
+        backend = getattr(meter, "backend", None)
+        if toolkit.has_llm and backend is None:
+            raise UsageError("the ray executor serves harness LLM calls from the run's ledger: pass it as meter")
+        store = getattr(meter, "store", None)
+        run_dir = run_dir or (str(store.dir) if store is not None and hasattr(store, "dir") else None)
+        embed = getattr(toolkit, "_embed", None) if getattr(toolkit, "embedder_name", "hashing") != "hashing" else None
+        from mstar.evolve.ray_broker import BrokerActor
+
+        # Threaded: workers' calls are served concurrently (a model call mostly waits on the network).
+        actor = ray.remote(BrokerActor).options(num_cpus=0, max_concurrency=max(4, 2 * self.slots),
+                                                max_restarts=-1, max_task_retries=-1)
+        handle = actor.remote(run_dir, backend, getattr(meter, "model", ""), getattr(meter, "budget", None), embed)
+        ray.get(handle.ping.remote())  # fail here, not in the first task, when the actor cannot start
+        return handle
+
+    def _episode_ref(self, episode_id: str) -> Any:
+        import ray
+
+        ref = self._episode_refs.get(episode_id)
+        if ref is None:  # shipped once per run, not once per task
+            ref = self._episode_refs[episode_id] = ray.put(self.episodes[episode_id])
+        return ref
+
+    def _submit(self, job: EvalJob) -> Any:
+        if self.on_start:
+            self.on_start(job)
+        call_id = f"{os.getpid()}:{next(self._ids)}"
+        ref = self._task.remote(job, self._episode_ref(job.episode_id), self.spec, call_id)
+        self._pending[ref] = (job, call_id)
+        return ref
+
+    def _result(self, ref: Any) -> JobResult:
+        import ray
+
+        job, call_id = self._pending.pop(ref)
+        try:
+            res, _pid = ray.get(ref)
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                ray.exceptions.OutOfMemoryError) as e:
+            detail = f"the Ray worker died {self.max_retries + 1} times running it: {type(e).__name__}"
+            from mstar.harness.loader import from_source
+
+            prog = from_source(job.source, name=job.program_id)
+            res = evaluate_episode(prog, self.episodes[job.episode_id], _LostBackend(detail), Toolkit(), job.knobs,
+                                   self.config)
+        except ray.exceptions.RayTaskError as e:
+            # A bug on the host side of the evaluation (or the budget): the same error inline would raise.
+            raise (e.cause if isinstance(e.cause, BaseException) else e) from None
+        tokens, cost, exhausted = ray.get(self._broker.take_usage.remote(call_id))
+        if self.meter is not None and (tokens or cost or exhausted):
+            # The engine's ledger is the meter the stops read: worker spend must show there too.
+            self.meter.tokens += tokens
+            self.meter.spent += cost
+            if exhausted and hasattr(self.meter, "exhausted"):
+                self.meter.exhausted = True  # type: ignore[attr-defined]
+        return JobResult(job, res, llm_tokens=tokens, llm_cost=cost)
+
+    def map(self, jobs: Iterable[EvalJob]) -> Iterator[JobResult]:
+        import ray
+
+        todo = iter(jobs)
+        mine: set[Any] = set()
+        try:
+            while True:
+                # Top the window up only here, i.e. only while the caller is still iterating.
+                while len(mine) < self.window:
+                    job = next(todo, None)
+                    if job is None:
+                        break
+                    mine.add(self._submit(job))
+                if not mine:
+                    return
+                done, _ = ray.wait(list(mine), num_returns=1)
+                mine.discard(done[0])
+                yield self._result(done[0])
+        finally:
+            self._cancel(mine)
+
+    def _cancel(self, refs: Iterable[Any]) -> None:
+        import ray
+
+        for ref in list(refs):
+            self._pending.pop(ref, None)
+            # Not force: a running task gets KeyboardInterrupt, so its session's close() still runs
+            # and the sandbox (container, process group) goes away with it.
+            try:
+                ray.cancel(ref, force=False)
+            except Exception:  # noqa: BLE001 - already finished or gone: nothing to cancel
+                pass
+
+    def close(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            self._cancel(list(self._pending))
+            if self._broker is not None:
+                ray.kill(self._broker)
+                self._broker = None
+        if self._started:
+            stop_ray(self._temp)
+            self._started = False
+        self._remove_spares()
+
+    def _remove_spares(self) -> None:
+        """Ray ends its workers without running their exit hooks, so warm spare containers they held
+        stay behind (exited, not removed): remove this run's containers by label on this node."""
+        spec: WorkerSpec | None = getattr(self, "spec", None)
+        run = dict(spec.labels).get("mstar.run") if spec is not None else None
+        if spec is None or spec.backend != "docker" or not run:
+            return
+        from mstar.sandbox.docker_backend import cleanup, docker_client
+
+        try:
+            client = docker_client(timeout=10.0)
+        except Exception:  # noqa: BLE001 - no engine any more: nothing we can remove
+            return
+        try:
+            cleanup(client, run)
+        finally:
+            client.close()
+
+
+def _backend_name(backend: Any) -> str:
+    """The backend's registry name; ``auto`` is settled here, once, so every worker uses the same one."""
+    name = backend if isinstance(backend, str) else getattr(backend, "name", None)
+    if not name:
+        raise UsageError(f"the ray executor needs a sandbox backend name, not {backend!r}")
+    if name == "auto":
+        from mstar.sandbox.registry import auto_choice
+
+        name, _ = auto_choice()
+    return name

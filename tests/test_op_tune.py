@@ -1,0 +1,102 @@
+"""The `tune` operator against the real evaluator (inline sandbox, a tiny hand-made episode)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from evolve_helpers import make_episode
+
+from mstar.evaluate import EvalConfig
+from mstar.evolve.cascade import Evaluator, Interrupted, Target
+from mstar.evolve.executor import InlineExecutor
+from mstar.evolve.operators.base import OperatorContext, OperatorFailed, ParentView
+from mstar.evolve.operators.components import Program
+from mstar.evolve.operators.source_edit import set_knob_defaults
+from mstar.evolve.operators.tune import TuneOperator
+from mstar.evolve.scores import ScoreBook
+from mstar.evolve.store import RunStore
+from mstar.harness.loader import from_source
+from mstar.sandbox.inline import InlineBackend
+from mstar.toolkit import Toolkit
+
+HARNESSES = Path(__file__).resolve().parents[1] / "harnesses"
+# recency remembering only the last turn: its recall on a 30-turn episode grows with `window`.
+FORGETFUL = set_knob_defaults((HARNESSES / "recency.py").read_text(), {"window": 1})
+
+
+@pytest.fixture
+def scorer(tmp_path):
+    """``score_minibatch`` as the engine gives it: real evaluations through the executor, counted."""
+    ep = make_episode(0)
+    store = RunStore(tmp_path / "run")
+    book = ScoreBook("evidence_recall")
+    executor = InlineExecutor({ep.id: ep}, InlineBackend(), Toolkit(), EvalConfig(budget=1024))
+    ev = Evaluator(store, book, executor, {ep.id: ep}, 1024, should_stop=lambda: None)
+    calls: list[dict[str, Any]] = []
+
+    def score(source: str, knobs: dict[str, Any]) -> float:
+        calls.append(dict(knobs))
+        return ev.score_minibatch(Target(f"t{len(calls)}", source, knobs), [ep.id])
+
+    score.calls = calls  # type: ignore[attr-defined]
+    score.evaluator = ev  # type: ignore[attr-defined]
+    yield score
+    store.close()
+
+
+def tune(source: str, scorer, seed: int = 0, trials: int = 6, knobs: dict | None = None):
+    ctx = OperatorContext(rng=random.Random(seed), seeds={}, score_minibatch=scorer, options={"trials": trials})
+    return TuneOperator().propose([ParentView(id="p", name="forgetful", source=source, knobs=knobs or {})], ctx)
+
+
+def test_tune_improves_a_knob_dependent_program_and_rewrites_only_the_defaults(scorer):
+    child = tune(FORGETFUL, scorer)
+    assert scorer.calls[0]["window"] == 1  # warm start: the parent's values come first
+    assert scorer.evaluator.minibatch_evals == len(scorer.calls) <= 6  # paid, and never twice for the same values
+    assert child.knobs is not None and child.knobs["window"] > 1
+    # The child scores better than the parent on the same episode (real evaluation, not the note's claim).
+    assert scorer(child.source, child.knobs) > scorer(FORGETFUL, {"window": 1, "show_time": True, "fill": "stop"})
+    specs = Program.parse(child.source).knobs()
+    assert {k: s["default"] for k, s in specs.items()} == child.knobs
+    changed = [(a, b) for a, b in zip(FORGETFUL.splitlines(), child.source.splitlines(), strict=True) if a != b]
+    assert 1 <= len(changed) <= 3 and all("default" in a for a, _ in changed)  # knob lines only, byte-precise
+    assert "window 1->" in child.note and "minibatch" in child.note
+    from_source(child.source)
+
+
+def test_same_seed_same_child_and_another_seed_may_differ(scorer):
+    a = tune(FORGETFUL, scorer, seed=3)
+    b = tune(FORGETFUL, scorer, seed=3)
+    assert (a.source, a.knobs, a.note) == (b.source, b.knobs, b.note)
+
+
+def test_no_gain_when_no_knob_changes_the_score(scorer):
+    # Everything fits the budget: full_context's knobs cannot change its recall.
+    with pytest.raises(OperatorFailed) as e:
+        tune((HARNESSES / "full_context.py").read_text(), scorer, trials=4)
+    assert e.value.reason == "no_gain"
+
+
+def test_interrupted_propagates_through_optuna(scorer):
+    n = {"calls": 0}
+
+    def stopping(source: str, knobs: dict[str, Any]) -> float:
+        n["calls"] += 1
+        if n["calls"] == 2:
+            raise Interrupted
+        return scorer(source, knobs)
+
+    with pytest.raises(Interrupted):
+        tune(FORGETFUL, stopping)
+
+
+def test_bad_inputs_fail_with_a_reason():
+    ctx = OperatorContext(rng=random.Random(0), seeds={}, options={"trials": 4})
+    with pytest.raises(OperatorFailed, match="no_minibatch"):
+        TuneOperator().propose([ParentView(id="p", name="x", source=FORGETFUL)], ctx)
+    ctx = OperatorContext(rng=random.Random(0), seeds={}, score_minibatch=lambda s, k: 0.0, options={"trials": "many"})
+    with pytest.raises(OperatorFailed, match="trials='many'"):
+        TuneOperator().propose([ParentView(id="p", name="x", source=FORGETFUL)], ctx)

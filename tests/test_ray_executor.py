@@ -1,0 +1,287 @@
+"""The Ray executor on a real local Ray instance (one per module): end to end, worker death, deadlines,
+the generator protocol, and the same result as ``inline``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from evolve_helpers import JitterOperator, TinyTask
+
+from mstar.evaluate import EvalConfig
+from mstar.evolve.config import EvolveConfig, StopConfig
+from mstar.evolve.engine import Engine
+from mstar.evolve.executor import EvalJob, InlineExecutor
+from mstar.evolve.ledger import Ledger, LLMReply
+from mstar.evolve.store import RunStore
+from mstar.harness.knobs import defaults
+from mstar.harness.loader import load_program
+from mstar.sandbox.base import SessionLimits
+from mstar.toolkit import Toolkit
+
+WORKERS = 2
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    from mstar.evolve.ray_executor import start_ray, stop_ray
+
+    started, temp = start_ray(WORKERS)
+    try:
+        yield
+    finally:
+        if started:
+            stop_ray(temp)
+
+
+@pytest.fixture(scope="module")
+def episodes():
+    return {e.id: e for e in TinyTask().all}
+
+
+def ray_executor(episodes, backend: str = "inline", **kw: Any):
+    from mstar.evolve.ray_executor import RayExecutor
+
+    kw.setdefault("toolkit", Toolkit())
+    kw.setdefault("config", EvalConfig(budget=20))
+    return RayExecutor(episodes, backend, **kw)
+
+
+def seed_jobs(name: str, episode_ids, tag: str = "") -> list[EvalJob]:
+    p = load_program(name)
+    return [EvalJob(name, p.source, defaults(p.knob_specs), e, "train", tag=tag) for e in episode_ids]
+
+
+def recall(jr) -> list[float | None]:
+    return [p.evidence_recall for p in jr.result.probes]
+
+
+# --- the engine, end to end ---------------------------------------------------------------------------
+def evolve(tmp_path: Path, run_id: str, executor: str, sandbox: str = "inline", generations: int = 2) -> dict:
+    cfg = EvolveConfig(run_id=run_id, task="tiny", budget=20, seeds=["bm25", "bm25_neighbors", "recency"],
+                       operators={"jitter": 1.0}, children_per_gen=3, islands=2, island_size=5, final_k=2,
+                       sandbox=sandbox, executor=executor, workers=WORKERS, stops=StopConfig(generations=generations))
+    return Engine(cfg, tmp_path / run_id, operators={"jitter": JitterOperator()}, suite=TinyTask()).run()
+
+
+def _untimed(metrics: str) -> dict:
+    """Metrics without the clock readings (wall_s, *_ms*), which differ between any two runs."""
+    return {k: v for k, v in json.loads(metrics).items() if k != "wall_s" and "ms" not in k.split("_")}
+
+
+def lineage_and_scores(run_dir: Path) -> tuple[list, dict]:
+    s = RunStore(run_dir)
+    try:
+        lin = [(p.generation, p.slot, tuple(p.parents), p.program, p.outcome) for p in s.proposals()]
+    finally:
+        s.close()
+    c = sqlite3.connect(run_dir / "run.db")
+    try:
+        scores = {(r[0], r[1], r[2], r[3]): _untimed(r[4]) for r in
+                  c.execute("SELECT program, split, episode, probe, metrics FROM evaluations")}
+    finally:
+        c.close()
+    return lin, scores
+
+
+def test_same_seed_same_lineage_and_scores_on_inline_and_ray(tmp_path, ray_instance):
+    a = evolve(tmp_path, "inline", "inline")
+    b = evolve(tmp_path, "ray", "ray")
+    la, sa = lineage_and_scores(tmp_path / "inline")
+    lb, sb = lineage_and_scores(tmp_path / "ray")
+    assert len(la) == 6 and la == lb
+    # Every metric of every probe; latencies are in their own columns, not in ``metrics``.
+    assert sa.keys() == sb.keys() and len(sa) > 100
+    mismatched = [k for k in sa if sa[k] != sb[k]]
+    assert not mismatched, mismatched[:3]
+    assert a["best"] == b["best"] and b["stop_reason"] == "generation limit (2)"
+
+
+def test_evolve_end_to_end_on_ray_with_the_process_sandbox(tmp_path, ray_instance):
+    out = evolve(tmp_path, "proc", "ray", sandbox="process", generations=1)
+    assert out["stop_reason"] == "generation limit (1)"
+    assert out["best"]["test"] is not None and out["evaluations"] >= 15
+    lin, scores = lineage_and_scores(tmp_path / "proc")
+    assert len(lin) == 3 and all(o in {"accepted", "rejected-novelty", "rejected-cascade"} for *_, o in lin)
+
+
+# --- failures ------------------------------------------------------------------------------------------
+SLOW_LLM_HARNESS = '''
+import time
+
+INSTRUCTIONS = "Use the notes."
+KNOBS = {}
+
+
+class Memory:
+    def __init__(self, toolkit, knobs):
+        self.toolkit = toolkit
+        self.events = []
+        self.note = ""
+
+    def write(self, event):
+        if not self.events:
+            self.note = self.toolkit.llm("summarise the first turn")
+            time.sleep(6)  # the test kills this worker here, after the paid call
+        self.events.append(event)
+
+    def read(self, query):
+        items = [{"text": e["text"], "sources": [e["id"]]} for e in self.events[-3:]]
+        return {"context": "\\n".join(i["text"] for i in items), "items": items}
+'''
+
+
+def _eval_workers() -> list[int]:
+    """PIDs of Ray workers running an evaluation (Ray titles them after the task while it runs)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "cmdline").read_bytes().startswith(b"ray::mstar_eval"):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+def test_a_worker_killed_mid_task_is_retried_and_its_llm_call_is_not_paid_twice(tmp_path, episodes, ray_instance):
+    def scripted(messages, **kw):  # the model: a scripted function in the broker actor, never a real one
+        return LLMReply(text="a note", prompt_tokens=12, completion_tokens=4, cost=0.25, model="scripted")
+
+    store = RunStore(tmp_path / "run")
+    ledger = Ledger(store, scripted, "scripted", budget_usd=10.0)
+    ex = ray_executor(episodes, "inline", toolkit=Toolkit(llm=ledger.fn("harness")), meter=ledger)
+    killed: list[int] = []
+
+    def killer() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            paid = sqlite3.connect(store.path).execute("SELECT COUNT(*) FROM llm_calls WHERE cached=0").fetchone()[0]
+            pids = _eval_workers()
+            if paid and pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(0.2)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    try:
+        job = EvalJob("slow", SLOW_LLM_HARNESS, {}, "tiny-0", "train")
+        (jr,) = list(ex.map([job]))
+    finally:
+        t.join(5)
+        ex.close()
+    assert killed, "the evaluation worker was never seen running"
+    assert jr.result.failure is None and len(jr.result.probes) == 8
+    rows = sqlite3.connect(store.path).execute("SELECT cached, cost FROM llm_calls ORDER BY id").fetchall()
+    assert rows == [(0, 0.25), (1, 0.0)]  # paid once, then answered from the cache on the retry
+    assert jr.llm_cost == pytest.approx(0.25) and jr.llm_tokens == 16
+    assert ledger.spent == pytest.approx(0.25) and ledger.tokens == 16
+    store.close()
+
+
+HUNG_HARNESS = '''
+import time
+
+INSTRUCTIONS = "x"
+KNOBS = {}
+
+
+class Memory:
+    def __init__(self, toolkit, knobs):
+        self.n = 0
+
+    def write(self, event):
+        self.n += 1
+
+    def read(self, query):
+        time.sleep(3600)
+        return {"context": "", "items": []}
+'''
+
+
+def test_a_hung_sandbox_is_killed_at_its_deadline_and_the_others_finish(episodes, ray_instance):
+    cfg = EvalConfig(budget=20, limits=SessionLimits(call_timeout_s=2.0, episode_timeout_s=60.0))
+    ex = ray_executor(episodes, "process", config=cfg)
+    jobs = [EvalJob("hung", HUNG_HARNESS, {}, "tiny-0", "train"), *seed_jobs("bm25", ["tiny-1"])]
+    try:
+        t0 = time.monotonic()
+        out = {jr.job.program_id: jr for jr in ex.map(jobs)}
+        wall = time.monotonic() - t0
+    finally:
+        ex.close()
+    hung = out["hung"].result
+    assert hung.failure is not None and hung.failure[0] == "timeout", hung.failure
+    assert all(p.error and p.error.startswith("timeout") for p in hung.probes)
+    assert out["bm25"].result.failure is None and any(recall(out["bm25"]))
+    assert wall < 60  # killed by the 2 s call deadline, not left running for the hour it asked for
+
+
+def test_a_job_that_kills_every_worker_is_a_failed_candidate(episodes, ray_instance):
+    suicidal = HUNG_HARNESS.replace("time.sleep(3600)", "os._exit(3)").replace("import time\n", "import os\n")
+    ex = ray_executor(episodes, "inline", max_retries=0)  # the inline sandbox runs the harness in the worker
+    try:
+        out = {jr.job.program_id: jr for jr in ex.map([EvalJob("boom", suicidal, {}, "tiny-0", "train"),
+                                                       *seed_jobs("recency", ["tiny-1"])])}
+    finally:
+        ex.close()
+    assert out["boom"].result.failure[0] == "worker_lost"
+    assert out["recency"].result.failure is None
+
+
+# --- the generator protocol ------------------------------------------------------------------------------
+def test_no_new_task_starts_once_the_caller_stops_iterating(episodes, ray_instance):
+    started: list[EvalJob] = []
+    ex = ray_executor(episodes, "inline", on_start=started.append)
+    jobs = seed_jobs("bm25", list(episodes) * 3)
+    try:
+        it = ex.map(jobs)
+        first = next(it)
+        assert first.result.failure is None
+        it.close()
+        assert len(started) == ex.window < len(jobs)
+        assert not ex._pending  # leftovers were cancelled
+        time.sleep(1.0)
+        assert len(started) == ex.window
+        # The executor is still usable after an abandoned map.
+        assert [jr.job.episode_id for jr in ex.map(jobs[:1])] == [jobs[0].episode_id]
+    finally:
+        ex.close()
+
+
+def test_results_match_inline_on_docker(episodes, ray_instance):
+    from mstar.sandbox.registry import auto_choice, get_backend
+
+    name, why = auto_choice()
+    if name != "docker":
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"docker sandbox unavailable under CI: {why}")
+        pytest.skip(f"docker sandbox unavailable: {why}")
+    jobs = seed_jobs("bm25_neighbors", ["tiny-0", "tiny-1", "tiny-2"])
+    ex = ray_executor(episodes, "docker", labels={"mstar.run": "test-ray"})
+    try:
+        ray_out = {jr.job.episode_id: recall(jr) for jr in ex.map(jobs)}
+    finally:
+        ex.close()
+    backend = get_backend("docker")
+    try:
+        inline = {jr.job.episode_id: recall(jr) for jr in
+                  InlineExecutor(episodes, backend, Toolkit(), EvalConfig(budget=20)).map(jobs)}
+    finally:
+        backend.close()
+    assert ray_out == inline and any(any(v) for v in ray_out.values())
+
+
+def test_import_mstar_does_not_import_ray():
+    code = ("import sys, mstar, mstar.evolve.engine, mstar.evolve.ray_executor, mstar.cli.main; "
+            "sys.exit('ray' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
