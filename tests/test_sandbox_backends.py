@@ -113,6 +113,56 @@ def test_cleanup_by_label_removes_leftovers():
         assert_nothing_left(backend)
 
 
+@pytest.mark.docker
+def test_a_crashed_hosts_stopped_containers_are_removed_at_start():
+    from mstar.sandbox.docker_backend import _LIVE, DockerBackend
+
+    backend = make_backend("docker", warm=False)
+    run = f"{RUN_ID}-crashed"
+    dead = backend._start(LIMITS, {"mstar.run": run}, "", False)
+    # The host "dies": its end of the attach socket closes, nothing removes the container.
+    dead._killed = True
+    dead._raw.close()
+    dead.sock.close()
+    _LIVE.discard(dead.cid)
+    alive = backend._start(LIMITS, {"mstar.run": run}, "", False)
+    try:
+        backend.client.api.wait(dead.cid, timeout=20)  # the runner saw EOF on stdin and exited
+        DockerBackend(exited_after_s=3600)  # stopped for less than an hour: kept (another run may inspect it)
+        assert len(leftover_containers(run)) == 2
+        time.sleep(4)  # not 0: another test session's container may have stopped a moment ago
+        DockerBackend(exited_after_s=4)
+        assert leftover_containers(run) == [alive.cid[:12]]  # the running one is not touched
+    finally:
+        alive.kill()
+        assert_nothing_left(backend)
+        assert leftover_containers(run) == []
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_read_many_delivers_the_reads_before_a_hang(backend_name):
+    """Batched replies are flushed by the runner while a read hangs: the host keeps every earlier result."""
+    src = (
+        "import time\nINSTRUCTIONS = 'x'\nKNOBS = {}\nclass Memory:\n"
+        "    def __init__(self, toolkit, knobs):\n        self.n = 0\n"
+        "    def write(self, event):\n        pass\n"
+        "    def read(self, query):\n        self.n += 1\n"
+        "        if self.n == 3:\n            time.sleep(3600)\n"
+        "        return {'context': str(self.n), 'items': []}\n"
+    )
+    backend = make_backend(backend_name, warm=False)
+    session = backend.open(program("hangs", source=src), {}, Toolkit(), LIMITS.model_copy(update={"call_timeout_s": 1.5}),
+                           LABELS)
+    try:
+        with pytest.raises(CandidateFailure) as err:
+            read_many(session, [QUERY] * 4)
+        assert err.value.reason == "timeout" and "read_many" in err.value.detail
+        assert [r[0]["context"] for r in err.value.partial] == ["1", "2"]
+    finally:
+        session.close()
+        assert_nothing_left(backend)
+
+
 @pytest.mark.parametrize("backend_name", BACKENDS)
 def test_read_many_keeps_results_before_a_failure(backend_name):
     src = (

@@ -24,17 +24,15 @@ def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
 
 def build_toolkit(model: str | None = None, api_base: str | None = None, embed_model: str | None = None):
     """The host toolkit: offline unless a model is given (then LLM calls go through the broker)."""
+    from mstar.embedders import default_embedder
     from mstar.toolkit import Toolkit
 
-    if model:
-        raise UsageError("--model: LLM calls are not wired in yet (needs the host broker)")
-    if embed_model:
-        # A litellm embedding model: calls go through the broker (cache, retries, cost ledger).
+    if model or embed_model:
+        # LLM and litellm embedding calls go through the broker: cache, retries, cost ledger.
         from mstar.broker import Broker
 
-        return Broker(api_base=api_base, embed_model=embed_model).toolkit()
-    from mstar.embedders import default_embedder
-
+        return Broker(model, api_base=api_base, embed_model=embed_model,
+                      embedder=None if embed_model else default_embedder()).toolkit()
     embedder = default_embedder()
     return Toolkit(embed=embedder, embedder_name=embedder.name)
 

@@ -18,6 +18,8 @@ METRIC_COLUMNS = [
     ("ndcg@10", "NDCG@10"),
     ("session_recall", "sess.recall"),
     ("answer_containment", "ans.contain"),
+    ("qa_f1", "QA F1"),
+    ("qa_judge", "judge"),
     ("context_tokens", "ctx tokens"),
     ("read_ms_p50", "read ms p50"),
     ("write_ms_p50", "write ms p50"),
@@ -38,7 +40,8 @@ def _load_episodes(task: str, data: Path | None, split: str, task_opts: dict[str
     return eps[:limit] if limit else eps
 
 
-def _eval_one(spec: str, episodes, budget: int, backend, toolkit, knobs: dict[str, Any], run_label: str):
+def _eval_one(spec: str, episodes, budget: int, backend, toolkit, knobs: dict[str, Any], run_label: str,
+              qa: str = "off"):
     from mstar.evaluate import EvalConfig, evaluate
     from mstar.harness.loader import load_program
     from mstar.scoring.aggregate import summarize
@@ -47,7 +50,7 @@ def _eval_one(spec: str, episodes, budget: int, backend, toolkit, knobs: dict[st
     if program.needs_llm and not toolkit.has_llm:
         return program, None
     t0 = time.perf_counter()
-    results = evaluate(program, episodes, backend, toolkit, knobs, EvalConfig(budget=budget, collect_dump=False),
+    results = evaluate(program, episodes, backend, toolkit, knobs, EvalConfig(budget=budget, collect_dump=False, qa=qa),
                        labels={"mstar.run": run_label})
     summary = summarize(results)
     summary["wall_s"] = time.perf_counter() - t0
@@ -59,13 +62,16 @@ def _table(title: str, rows: list[tuple[str, dict[str, Any]]], first: str):
 
     t = Table(title=title, title_justify="left")
     t.add_column(first)
-    for _, label in METRIC_COLUMNS:
+    # The answer-step columns only when some row has them (LLM mode): offline tables stay narrow.
+    cols = [(k, label) for k, label in METRIC_COLUMNS
+            if k not in ("qa_f1", "qa_judge") or any(m and m.get(k) is not None for _, m in rows)]
+    for _, label in cols:
         t.add_column(label, justify="right")
     for name, m in rows:
         if m is None:
-            t.add_row(name, "[yellow]needs --model[/]", *[""] * (len(METRIC_COLUMNS) - 1))
+            t.add_row(name, "[yellow]needs --model[/]", *[""] * (len(cols) - 1))
         else:
-            t.add_row(name, *[fmt(m.get(k), 1 if "ms" in k or k == "context_tokens" else 3) for k, _ in METRIC_COLUMNS])
+            t.add_row(name, *[fmt(m.get(k), 1 if "ms" in k or k == "context_tokens" else 3) for k, _ in cols])
     return t
 
 
@@ -84,6 +90,7 @@ def eval_cmd(
     model: Annotated[str | None, typer.Option("--model", help="litellm model string; enables LLM seeds.")] = None,
     api_base: Annotated[str | None, typer.Option("--api-base", help="Base URL of an OpenAI-compatible server.")] = None,
     embed_model: Annotated[str | None, typer.Option("--embed-model", help="Embedding model for toolkit.embed.")] = None,
+    qa: Annotated[str | None, typer.Option("--qa", help="Answer step with --model: off, f1 (token F1) or judge (F1 + LLM judge; the default with --model).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
     """Score one harness (or every seed) on a task split and print a table."""
@@ -98,6 +105,11 @@ def eval_cmd(
     if all_seeds and knob:
         raise UsageError("--knob: knobs differ per seed; not allowed with --all-seeds")
     knobs = parse_pairs(knob, "--knob")
+    if qa not in (None, "off", "f1", "judge"):
+        raise UsageError(f"--qa: unknown mode {qa!r} (choose from off, f1, judge)")
+    if qa not in (None, "off") and not model:
+        raise UsageError("--qa: the answer step needs an LLM (pass --model)")
+    qa = qa or ("judge" if model else "off")
     from mstar.sandbox.registry import get_backend
     from mstar.tasks.base import check_split
 
@@ -125,7 +137,7 @@ def eval_cmd(
     console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 150)
     results: dict[str, Any] = {}
     for spec in specs:
-        program, summary = _eval_one(spec, episodes, budget, backend, toolkit, knobs, run_label)
+        program, summary = _eval_one(spec, episodes, budget, backend, toolkit, knobs, run_label, qa)
         results[program.name] = (program, summary)
     close = getattr(backend, "close", None)
     if close is not None:  # the warm spare, and every container removed before we print
@@ -140,6 +152,7 @@ def eval_cmd(
                 "embedder": getattr(toolkit, "embedder_name", None),
                 "overall": {k: summary["overall"][k] for k in JSON_KEYS} | {
                     "session_recall": summary["overall"]["session_recall"],
+                    "qa_f1": summary["overall"]["qa_f1"], "qa_judge": summary["overall"]["qa_judge"],
                     "probes": summary["overall"]["probes"], "errors": summary["overall"]["errors"]},
                 "by_category": summary["by_category"],
                 "episodes": summary["episodes"], "failures": summary["failures"], "wall_s": summary["wall_s"],

@@ -210,13 +210,16 @@ class RayExecutor:
         self._started, self._temp = start_ray(workers, address)  # before `import ray`: see _local_env
         import ray
 
-        self.slots = sandbox_slots()
-        if self.slots < 1:
-            self.close()
-            raise UsageError(f"--ray-address: the cluster has no {RESOURCE!r} resource; start its nodes with "
-                             f"ray start --resources='{{\"{RESOURCE}\": N}}' (N sandboxes per node)")
-        self.window = 2 * self.slots  # enough queued that a slot never idles while the driver stores a result
-        self._broker = self._make_broker(toolkit, meter, run_dir)
+        try:
+            self.slots = sandbox_slots()
+            if self.slots < 1:
+                raise UsageError(f"--ray-address: the cluster has no {RESOURCE!r} resource; start its nodes with "
+                                 f"ray start --resources='{{\"{RESOURCE}\": N}}' (N sandboxes per node)")
+            self.window = 2 * self.slots  # queued enough that a slot never idles while the driver stores a result
+            self._broker = self._make_broker(toolkit, meter, run_dir)
+        except BaseException:
+            self.close()  # a Ray instance started here must not outlive a failed start
+            raise
         self.spec = WorkerSpec(backend=_backend_name(backend), backend_options=tuple(sorted((backend_options or {}).items())),
                                config=config, labels=tuple(sorted((labels or {}).items())),
                                has_llm=toolkit.has_llm, embedder_name=getattr(toolkit, "embedder_name", "hashing"),
@@ -235,11 +238,15 @@ class RayExecutor:
         store = getattr(meter, "store", None)
         run_dir = run_dir or (str(store.dir) if store is not None and hasattr(store, "dir") else None)
         embed = getattr(toolkit, "_embed", None) if getattr(toolkit, "embedder_name", "hashing") != "hashing" else None
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         from mstar.evolve.ray_broker import BrokerActor
 
         # Threaded: workers' calls are served concurrently (a model call mostly waits on the network).
+        # Pinned to the driver's node: it opens the run's run.db, which lives there.
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         actor = ray.remote(BrokerActor).options(num_cpus=0, max_concurrency=max(4, 2 * self.slots),
-                                                max_restarts=-1, max_task_retries=-1)
+                                                max_restarts=3, max_task_retries=1, scheduling_strategy=here)
         handle = actor.remote(run_dir, backend, getattr(meter, "model", ""), getattr(meter, "budget", None), embed)
         ray.get(handle.ping.remote())  # fail here, not in the first task, when the actor cannot start
         return handle

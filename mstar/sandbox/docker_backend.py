@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import queue
+import re
 import socket
 import threading
 import time
@@ -32,6 +33,8 @@ TMPFS_MB = 256
 SPARE_SHARES: int | None = None
 # Containers of any run older than this are leftovers (an episode's own deadline is far shorter).
 STALE_AFTER_S = 6 * 3600
+# A stopped container of no live session: removed at start once it has been stopped this long.
+EXITED_AFTER_S = 60.0
 
 _LIVE: set[str] = set()  # containers this process started and has not removed yet
 _LIVE_LOCK = threading.Lock()
@@ -54,14 +57,33 @@ def engine_answers(timeout: float = 3.0) -> bool:
         return False
 
 
-def cleanup(client: Any, run_id: str | None = None, older_than_s: float | None = None) -> int:
-    """Remove mstar containers: those of ``run_id``, or (``run_id`` None) those older than ``older_than_s``."""
+def _exited_for_s(client: Any, cid: str, now: float) -> float:
+    """Seconds since the container stopped (0 if unknown or still running)."""
+    from datetime import datetime
+
+    try:
+        finished = client.api.inspect_container(cid)["State"].get("FinishedAt") or ""
+        # RFC 3339 with nanoseconds: keep microseconds for fromisoformat.
+        stamp = re.sub(r"(\.\d{6})\d*", r"\1", finished).replace("Z", "+00:00")
+        return max(0.0, now - datetime.fromisoformat(stamp).timestamp())
+    except Exception:  # noqa: BLE001 - gone, or a date we cannot read: leave it to the age rule
+        return 0.0
+
+
+def cleanup(client: Any, run_id: str | None = None, older_than_s: float | None = None,
+            exited_for_s: float | None = None) -> int:
+    """Remove mstar containers: those of ``run_id``; or (``run_id`` None) those older than ``older_than_s``
+    and those stopped for at least ``exited_for_s`` (a crashed host's: its runner saw EOF and exited)."""
     flt = {"label": f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL}
     now, removed = time.time(), 0
     for c in client.api.containers(all=True, filters=flt):
-        if run_id is None and older_than_s is not None:
+        if run_id is None:
             created = float((c.get("Labels") or {}).get(CREATED_LABEL, c.get("Created", 0)))
-            if now - created < older_than_s:
+            stale = older_than_s is not None and now - created >= older_than_s
+            if not stale and exited_for_s is not None and c.get("State") in ("exited", "dead"):
+                # Not at once: another live run may still be reading why its container stopped (OOM).
+                stale = _exited_for_s(client, c["Id"], now) >= exited_for_s
+            if not stale:
                 continue
         try:
             client.api.remove_container(c["Id"], force=True)
@@ -187,7 +209,7 @@ class DockerBackend:
     name = "docker"
 
     def __init__(self, image: str | None = None, guard: bool = True, warm: bool = True, client: Any = None,
-                 stale_after_s: float | None = STALE_AFTER_S):
+                 stale_after_s: float | None = STALE_AFTER_S, exited_after_s: float | None = EXITED_AFTER_S):
         from mstar.sandbox.image import image_tag
 
         try:
@@ -205,8 +227,8 @@ class DockerBackend:
                              f"(or `mstar sandbox build --local-base` without a registry)") from None
         self.guard, self.warm = guard, warm
         self.pool = WarmPool(self._start, enabled=warm)
-        if stale_after_s is not None:
-            cleanup(self.client, older_than_s=stale_after_s)
+        if stale_after_s is not None or exited_after_s is not None:
+            cleanup(self.client, older_than_s=stale_after_s, exited_for_s=exited_after_s)
 
     def __getstate__(self) -> dict[str, Any]:  # executors ship backends to workers: the client is rebuilt
         state = dict(self.__dict__)

@@ -164,7 +164,8 @@ def transplant(parent: Program, donor: Program, comp: str, tag: str) -> tuple[st
     knob_names: dict[str, str] = {}
     add: dict[str, dict] = {}
     for k in sorted(reads):
-        if k not in dk or pk.get(k) == dk[k]:
+        # Same knob apart from its default: keep the parent's (its value may be tuned already).
+        if k not in dk or (k in pk and _sans_default(pk[k]) == _sans_default(dk[k])):
             continue
         if k in pk and k in still_read:
             new, n = f"{k}_{tag}", 2
@@ -225,6 +226,10 @@ def remove(parent: Program, comp: str) -> tuple[str, list[str]]:
     if dropped:
         note.append("-unused " + ", ".join(dropped))
     return source, note
+
+
+def _sans_default(spec: dict) -> dict:
+    return {k: v for k, v in spec.items() if k != "default"}
 
 
 def _bound(prog: Program, j: int) -> set[str]:

@@ -92,6 +92,6 @@ class TuneOperator:
         first = trials[0][0]
         changed = [f"{k} {_fmt(first[k])}->{_fmt(v)}" for k, v in best_values.items() if v != first[k]]
         note = (f"tune: {', '.join(changed)} (minibatch {baseline:.4f} -> {best_score:.4f}, "
-                f"{len(scored)} evaluated of {n_trials} trials)")
+                f"{len(scored)} distinct of {n_trials} trials)")
         return Proposal(source=source, knobs=best_values, operator=self.name, parents=[parent.id], note=note)
 

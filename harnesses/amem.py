@@ -1,0 +1,201 @@
+"""A-MEM-style linked notes: keywords, tags and links between related notes, followed at read time.
+
+Idea: A-MEM (Xu et al., 2025, "A-MEM: Agentic Memory for LLM Agents", after the Zettelkasten method):
+each turn becomes a note with keywords, tags and a short context; a new note is linked to the existing
+notes it is most related to (both directions); a read retrieves notes (BM25 via ``bm25s`` over text +
+keywords + tags + context) and then follows the links of its best hits, so a related note comes back
+even when it shares no word with the question.
+Offline the note is built by a documented heuristic: keywords = the note's content words (speaker name
+left out), tags = capitalised names and "number"; a link joins notes whose shared keywords weigh at
+least ``link_min`` in idf. With an LLM (``toolkit.has_llm``, knob ``llm_notes``) keywords, tags and
+context come from the model.
+Simplifies: no "memory evolution" (the LLM rewriting older notes' context and tags); links are
+chosen by keyword overlap, not by embeddings plus an LLM decision.
+Needs an LLM: no (uses it for note construction when present).
+
+Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.
+"""
+
+import json
+import math
+import re
+
+import bm25s
+
+INSTRUCTIONS = (
+    "The memory below holds notes of past conversation turns, each as 'speaker: text': first the notes "
+    "that match the question, each followed by notes linked to it (same people, things or events). "
+    "Answer from these notes using names and details exactly as they appear; if the answer is not there, say so."
+)
+
+KNOBS = {
+    "top_k": {"type": "int", "low": 1, "high": 200, "default": 40},
+    "k1": {"type": "float", "low": 0.3, "high": 3.0, "default": 1.5},
+    "b": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.75},
+    "max_links": {"type": "int", "low": 0, "high": 10, "default": 3},
+    "link_min": {"type": "float", "low": 0.0, "high": 20.0, "default": 6.0},
+    "follow_top": {"type": "int", "low": 0, "high": 50, "default": 10},
+    "link_decay": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.5},
+    "llm_notes": {"type": "bool", "default": True},
+    "show_time": {"type": "bool", "default": False},
+    "fill": {"type": "cat", "choices": ["skip", "stop"], "default": "skip"},
+}
+
+_WORD = re.compile(r"\w\w+")
+_NAME = re.compile(r"\b[A-Z][a-z]{2,}")
+_STOP = frozenset(
+    "the a an and or but of to in on at by for with from as is are was were be been am i me my we our you "
+    "your he him his she her it its they them their this that these those do does did have has had not "
+    "so if then there here what which who when where why how will would can could just very really".split()
+)
+NOTE_PROMPT = (
+    "Make a memory note of this conversation turn. Reply with JSON only: {{\"keywords\": [up to 6 key "
+    "words], \"tags\": [up to 4 broad categories], \"context\": \"one sentence on what it is about\"}}.\n"
+    "Turn: {text}"
+)
+
+
+def terms(text):
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+def llm_note(text, toolkit):
+    try:
+        reply = toolkit.llm(NOTE_PROMPT.format(text=text), max_tokens=150)
+        found = re.search(r"\{.*\}", reply, re.S)
+        note = json.loads(found.group()) if found else {}
+    except (toolkit.LLMUnavailable, ValueError):
+        return None
+    if not isinstance(note, dict):
+        return None
+    kws = [str(k).lower() for k in note.get("keywords", []) if isinstance(k, str)]
+    tags = [str(t).lower() for t in note.get("tags", []) if isinstance(t, str)]
+    return {"keywords": kws, "tags": tags, "note_context": str(note.get("context", ""))[:300]}
+
+
+# --- encode: event -> one note --------------------------------------------------------------------
+def encode(event, toolkit, knobs):
+    speaker = event.get("speaker") or ""
+    text = f"{speaker}: {event['text']}" if speaker else event["text"]
+    note = llm_note(text, toolkit) if knobs["llm_notes"] and toolkit.has_llm else None
+    if note is None:
+        tags = sorted({n.lower() for n in _NAME.findall(event["text"])} | ({"number"} if re.search(r"\d", event["text"]) else set()))
+        note = {"keywords": list(dict.fromkeys(terms(event["text"]))), "tags": tags, "note_context": ""}
+    return [{"text": text, "sources": [event["id"]], "session": event.get("session"), "time": event.get("time"),
+             "speaker": speaker, **note}]
+
+
+# --- index: link new notes to related older ones (incremental), then BM25 over the notes ---------
+def note_keywords(record):
+    return set(record.get("keywords") or terms(record["text"]))
+
+
+def index(records, state, toolkit, knobs):
+    links, inverted, df = state.setdefault("amem_links", {}), state.setdefault("amem_inv", {}), state.setdefault("amem_df", {})
+    for r in sorted(records, key=lambda r: r["seq"]):
+        if r["seq"] in links:
+            continue
+        kws = note_keywords(r)
+        for w in kws:
+            df[w] = df.get(w, 0) + 1
+        n = len(links) + 1
+        weight = {}
+        for w in kws:
+            idf = math.log(1 + n / df[w])
+            for other in inverted.get(w, ()):
+                weight[other] = weight.get(other, 0.0) + idf
+        best = sorted((s for s in weight.items() if s[1] >= knobs["link_min"]), key=lambda s: -s[1])[:knobs["max_links"]]
+        links[r["seq"]] = [o for o, _ in best]
+        for o, _ in best:  # links go both ways: the older note learns of the newer one
+            links.setdefault(o, []).append(r["seq"])
+        for w in kws:
+            inverted.setdefault(w, []).append(r["seq"])
+    docs = [terms(" ".join([r["text"], " ".join(r.get("keywords") or []), " ".join(r.get("tags") or []),
+                            r.get("note_context") or ""])) or [""] for r in records]
+    retriever = bm25s.BM25(k1=knobs["k1"], b=knobs["b"])
+    retriever.index(docs, show_progress=False)
+    state["bm25"] = retriever
+
+
+# --- retrieve: query -> [(record index, score)], best first ---------------------------------------
+def retrieve(query, records, state, toolkit, knobs):
+    q = terms(query["question"])
+    if not records or not q:
+        return []
+    k = min(knobs["top_k"], len(records))
+    docs, scores = state["bm25"].retrieve([q], k=k, show_progress=False)
+    return [(int(d), float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+
+
+# --- expand: each of the best hits brings its linked notes right behind it ------------------------
+def expand(hits, records, state, knobs):
+    links = state.get("amem_links", {})
+    by_seq = {r["seq"]: i for i, r in enumerate(records)}
+    out, seen = [], set()
+    for rank, (i, score) in enumerate(hits):
+        group = [(i, score)]
+        if rank < knobs["follow_top"]:
+            group += [(by_seq[s], score * knobs["link_decay"]) for s in links.get(records[i]["seq"], []) if s in by_seq]
+        for j, s in group:
+            if j not in seen:
+                seen.add(j)
+                out.append((j, s))
+    return out
+
+
+# --- pack: hits -> the read result, within the token budget ---------------------------------------
+def render(record, knobs):
+    if knobs.get("show_time") and record.get("time"):
+        return f"[{record['time']}] {record['text']}"
+    return record["text"]
+
+
+def pack(query, hits, records, toolkit, knobs):
+    budget = query.get("budget", 1024)
+    used, lines, items = 0, [], []
+    for i, _score in hits:
+        text = render(records[i], knobs)
+        n = toolkit.count_tokens(text)
+        if used + n > budget:
+            if knobs.get("fill") == "stop":
+                break
+            continue
+        used += n
+        lines.append(text)
+        items.append({"text": text, "sources": list(records[i]["sources"])})
+    return {"context": "\n".join(lines), "items": items}
+
+
+# --- maintain: housekeeping at phase boundaries (none here) ---------------------------------------
+def maintain(phase, records, state, toolkit, knobs):
+    return records
+
+
+class Memory:
+    """The standard driver of a modular harness: records in a list, components called in order."""
+
+    def __init__(self, toolkit, knobs):
+        self.toolkit, self.knobs = toolkit, knobs
+        self.records, self.state, self.dirty = [], {}, False
+
+    def write(self, event):
+        for rec in encode(event, self.toolkit, self.knobs):
+            rec["seq"] = len(self.records)
+            self.records.append(rec)
+        self.dirty = True
+
+    def read(self, query):
+        if self.dirty:
+            index(self.records, self.state, self.toolkit, self.knobs)
+            self.dirty = False
+        hits = retrieve(query, self.records, self.state, self.toolkit, self.knobs)
+        hits = expand(hits, self.records, self.state, self.knobs)
+        return pack(query, hits, self.records, self.toolkit, self.knobs)
+
+    def manage(self, phase):
+        self.records = maintain(phase, self.records, self.state, self.toolkit, self.knobs)
+        self.dirty = True
+
+    def dump(self):
+        return [{"text": r["text"], "sources": r["sources"], "keywords": r.get("keywords", []),
+                 "tags": r.get("tags", [])} for r in self.records]

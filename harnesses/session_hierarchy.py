@@ -1,0 +1,198 @@
+"""Session-summary hierarchy: find the best sessions by their summaries, then the turns inside them.
+
+Idea: hierarchical memory (as in MemoryBank's session summaries, Zhong et al. 2023, and the
+session-level indexing studied by LongMemEval, Wu et al. 2024): each session gets a short summary; a
+read first ranks sessions by summary (BM25 via ``bm25s``), then ranks turns with BM25 only inside the
+``top_sessions`` best sessions, a turn's score mixing its own match with its session's.
+Offline the summary is extractive: the ``summary_turns`` turns with the highest sum of session-tf x
+corpus-idf over their content words, plus the session's top keywords. With an LLM (``toolkit.has_llm``
+and knob ``llm_summary``) ``manage("session_end")`` asks for an abstractive summary instead.
+Simplifies: two levels only (session -> turn), no summary of summaries, summaries are keys (shown
+only with ``show_summaries``).
+Needs an LLM: no (uses it when present).
+
+Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.
+"""
+
+import math
+import re
+from collections import Counter
+
+import bm25s
+
+INSTRUCTIONS = (
+    "The memory below holds turns from the past conversation sessions that best match the question, "
+    "each as 'speaker: text', sometimes after a one-line summary of its session. Answer from these turns; "
+    "use names and details exactly as they appear. If they do not contain the answer, say so."
+)
+
+KNOBS = {
+    "top_k": {"type": "int", "low": 1, "high": 200, "default": 60},
+    "top_sessions": {"type": "int", "low": 1, "high": 20, "default": 6},
+    "summary_turns": {"type": "int", "low": 1, "high": 12, "default": 4},
+    "session_keywords": {"type": "int", "low": 0, "high": 80, "default": 30},
+    "session_weight": {"type": "float", "low": 0.0, "high": 2.0, "default": 0.5},
+    "show_summaries": {"type": "int", "low": 0, "high": 3, "default": 0},
+    "llm_summary": {"type": "bool", "default": True},
+    "k1": {"type": "float", "low": 0.3, "high": 3.0, "default": 1.5},
+    "b": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.75},
+    "show_time": {"type": "bool", "default": False},
+    "fill": {"type": "cat", "choices": ["skip", "stop"], "default": "skip"},
+}
+
+_WORD = re.compile(r"\w\w+")
+_STOP = frozenset(
+    "the a an and or but of to in on at by for with from as is are was were be been am i me my we our you "
+    "your he him his she her it its they them their this that these those do does did have has had not "
+    "so if then there here what which who when where why how will would can could just very really".split()
+)
+SUMMARY_PROMPT = (
+    "Summarise this conversation session in at most 3 sentences. Keep every name, date, number, place "
+    "and plan mentioned.\n\n{turns}"
+)
+
+
+def terms(text):
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+# --- encode: event -> records -------------------------------------------------------------------
+def encode(event, toolkit, knobs):
+    speaker = event.get("speaker") or ""
+    text = f"{speaker}: {event['text']}" if speaker else event["text"]
+    return [{"text": text, "sources": [event["id"]], "session": event.get("session"), "time": event.get("time"),
+             "speaker": speaker}]
+
+
+# --- index: session summaries (extractive or from the LLM) and two BM25 indexes -------------------
+def extractive_summary(members, records, idf, knobs):
+    """The session's most salient turns (in order) and its top keywords."""
+    tf = Counter(w for i in members for w in set(terms(records[i]["text"])))
+    def salience(i):
+        return sum(tf[w] * idf.get(w, 0.0) for w in set(terms(records[i]["text"])))
+    chosen = sorted(sorted(members, key=salience, reverse=True)[:knobs["summary_turns"]])
+    keywords = [w for w, _ in sorted(tf.items(), key=lambda kv: -kv[1] * idf.get(kv[0], 0.0))]
+    return chosen, keywords[:knobs["session_keywords"]]
+
+
+def index(records, state, toolkit, knobs):
+    sessions = {}
+    for i, r in enumerate(records):
+        sessions.setdefault(str(r.get("session")), []).append(i)
+    df = Counter(w for r in records for w in set(terms(r["text"])))
+    idf = {w: math.log(1 + len(records) / c) for w, c in df.items()}
+    llm_summaries = state.get("sh_llm_summaries", {})
+    keys, info = [], []
+    for sid, members in sessions.items():
+        chosen, keywords = extractive_summary(members, records, idf, knobs)
+        summary = llm_summaries.get(sid) or " ".join(records[i]["text"] for i in chosen)
+        keys.append((terms(summary) + keywords) or [""])
+        info.append({"session": sid, "members": members, "summary": summary, "chosen": chosen,
+                     "abstractive": sid in llm_summaries})
+    sess_index = bm25s.BM25(k1=knobs["k1"], b=knobs["b"])
+    sess_index.index(keys, show_progress=False)
+    turn_index = bm25s.BM25(k1=knobs["k1"], b=knobs["b"])
+    turn_index.index([terms(r["text"]) or [""] for r in records], show_progress=False)
+    state.update(sh_sessions=info, sh_session_index=sess_index, sh_turn_index=turn_index)
+
+
+# --- retrieve: best sessions first, then the turns inside them -------------------------------------
+def retrieve(query, records, state, toolkit, knobs):
+    q = terms(query["question"])
+    info = state.get("sh_sessions") or []
+    if not records or not q or not info:
+        return []
+    ns = min(knobs["top_sessions"], len(info))
+    sdocs, sscores = state["sh_session_index"].retrieve([q], k=ns, show_progress=False)
+    best = {int(d): float(s) for d, s in zip(sdocs[0], sscores[0], strict=True) if s > 0}
+    if not best:
+        return []
+    smax = max(best.values())
+    state["sh_last_sessions"] = [info[d] for d in sorted(best, key=best.get, reverse=True)]
+    weight = {i: best[d] / smax for d in best for i in info[d]["members"]}
+    tdocs, tscores = state["sh_turn_index"].retrieve([q], k=len(records), show_progress=False)
+    scored = [(int(i), float(s)) for i, s in zip(tdocs[0], tscores[0], strict=True) if s > 0 and int(i) in weight]
+    if not scored:
+        return []
+    tmax = max(s for _, s in scored)
+    ranked = sorted(((i, s / tmax + knobs["session_weight"] * weight[i]) for i, s in scored), key=lambda x: -x[1])
+    return ranked[:knobs["top_k"]]
+
+
+# --- expand: add or reorder hits (none here) ------------------------------------------------------
+def expand(hits, records, state, knobs):
+    return hits
+
+
+# --- pack: optional session summaries, then turns, within the token budget ------------------------
+def render(record, knobs):
+    if knobs.get("show_time") and record.get("time"):
+        return f"[{record['time']}] {record['text']}"
+    return record["text"]
+
+
+def pack(query, hits, records, toolkit, knobs):
+    budget = query.get("budget", 1024)
+    used, lines, items = 0, [], []
+    candidates = []
+    for s in (knobs.get("sh_shown") or [])[:knobs.get("show_summaries", 0)]:
+        sources = [records[i]["sources"][0] for i in (s["members"] if s["abstractive"] else s["chosen"])]
+        candidates.append((f"[session {s['session']} summary] {s['summary']}", sources))
+    candidates += [(render(records[i], knobs), list(records[i]["sources"])) for i, _ in hits]
+    for text, sources in candidates:
+        n = toolkit.count_tokens(text)
+        if used + n > budget:
+            if knobs.get("fill") == "stop":
+                break
+            continue
+        used += n
+        lines.append(text)
+        items.append({"text": text, "sources": sources})
+    return {"context": "\n".join(lines), "items": items}
+
+
+# --- maintain: with an LLM, an abstractive summary of the session that just ended ----------------
+def maintain(phase, records, state, toolkit, knobs):
+    if phase != "session_end" or not records or not knobs["llm_summary"] or not toolkit.has_llm:
+        return records
+    sid = str(records[-1].get("session"))
+    done = state.setdefault("sh_llm_summaries", {})
+    if sid in done:
+        return records
+    turns = "\n".join(r["text"] for r in records if str(r.get("session")) == sid)
+    try:
+        done[sid] = toolkit.llm(SUMMARY_PROMPT.format(turns=turns[:12000]), max_tokens=200).strip()
+    except toolkit.LLMUnavailable:
+        pass
+    return records
+
+
+class Memory:
+    """The standard driver of a modular harness, plus: the sessions a read picked are passed to pack."""
+
+    def __init__(self, toolkit, knobs):
+        self.toolkit, self.knobs = toolkit, knobs
+        self.records, self.state, self.dirty = [], {}, False
+
+    def write(self, event):
+        for rec in encode(event, self.toolkit, self.knobs):
+            rec["seq"] = len(self.records)
+            self.records.append(rec)
+        self.dirty = True
+
+    def read(self, query):
+        if self.dirty:
+            index(self.records, self.state, self.toolkit, self.knobs)
+            self.dirty = False
+        self.state["sh_last_sessions"] = []
+        hits = retrieve(query, self.records, self.state, self.toolkit, self.knobs)
+        hits = expand(hits, self.records, self.state, self.knobs)
+        knobs = dict(self.knobs, sh_shown=self.state["sh_last_sessions"])
+        return pack(query, hits, self.records, self.toolkit, knobs)
+
+    def manage(self, phase):
+        self.records = maintain(phase, self.records, self.state, self.toolkit, self.knobs)
+        self.dirty = True
+
+    def dump(self):
+        return [{"text": r["text"], "sources": r["sources"]} for r in self.records]
