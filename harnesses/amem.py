@@ -11,6 +11,8 @@ least ``link_min`` in idf. With an LLM (``toolkit.has_llm``, knob ``llm_notes``)
 context come from the model.
 Simplifies: no "memory evolution" (the LLM rewriting older notes' context and tags); links are
 chosen by keyword overlap, not by embeddings plus an LLM decision.
+Expectation (synthetic, tests/test_seeds_synthetic.py): beats BM25 on multi-hop probes: the link from the first hop's note reaches the second
+hop, which shares no word with the question.
 Needs an LLM: no (uses it for note construction when present).
 
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.
@@ -29,13 +31,13 @@ INSTRUCTIONS = (
 )
 
 KNOBS = {
-    "top_k": {"type": "int", "low": 1, "high": 200, "default": 40},
+    "top_k": {"type": "int", "low": 1, "high": 200, "default": 60},
     "k1": {"type": "float", "low": 0.3, "high": 3.0, "default": 1.5},
     "b": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.75},
     "max_links": {"type": "int", "low": 0, "high": 10, "default": 3},
     "link_min": {"type": "float", "low": 0.0, "high": 20.0, "default": 6.0},
     "follow_top": {"type": "int", "low": 0, "high": 50, "default": 10},
-    "link_decay": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.5},
+    "link_decay": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.3},
     "llm_notes": {"type": "bool", "default": True},
     "show_time": {"type": "bool", "default": False},
     "fill": {"type": "cat", "choices": ["skip", "stop"], "default": "skip"},
@@ -127,20 +129,21 @@ def retrieve(query, records, state, toolkit, knobs):
     return [(int(d), float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
 
-# --- expand: each of the best hits brings its linked notes right behind it ------------------------
+# --- expand: the best hits bring their linked notes, each ranked by its hit's score x link_decay ----
 def expand(hits, records, state, knobs):
     links = state.get("amem_links", {})
     by_seq = {r["seq"]: i for i, r in enumerate(records)}
-    out, seen = [], set()
+    best = {}
     for rank, (i, score) in enumerate(hits):
-        group = [(i, score)]
+        best[i] = max(best.get(i, score), score)
         if rank < knobs["follow_top"]:
-            group += [(by_seq[s], score * knobs["link_decay"]) for s in links.get(records[i]["seq"], []) if s in by_seq]
-        for j, s in group:
-            if j not in seen:
-                seen.add(j)
-                out.append((j, s))
-    return out
+            for s in links.get(records[i]["seq"], []):
+                if s in by_seq:
+                    j = by_seq[s]
+                    best[j] = max(best.get(j, 0.0), score * knobs["link_decay"])
+    # Sorting by score lets a linked note outrank weak direct hits without pushing strong ones out of
+    # the budget (a link inherits a decayed share of its hit's relevance).
+    return sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 # --- pack: hits -> the read result, within the token budget ---------------------------------------

@@ -8,6 +8,8 @@ score(d) = w_lex / (rrf_k + rank_lex(d)) + w_dense / (rrf_k + rank_dense(d)). BM
 Simplifies: each retriever contributes its top ``top_k``; ranks, not scores, are fused, with no
 learned weighting. With the hashing embedder both sides are lexical, so the fusion adds little; the
 gain comes with a real sentence model (``toolkit.embedder_name``).
+Expectation (synthetic, tests/test_seeds_synthetic.py): never worse than its weaker part; with the hashing stand-in both parts are lexical
+and it lands between them, the gain needs a sentence model.
 Needs an LLM: no.
 
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.

@@ -111,9 +111,10 @@ class Broker:
         self.litellm_kwargs.update(local_server_key(api_base, self.litellm_kwargs))
         self.on_call = on_call
         if embedder is None:
-            from mstar.embedders import HashingEmbedder
+            # The host's embedder, chosen as `mstar eval` and `mstar evolve` choose it ($MSTAR_EMBEDDER).
+            from mstar.embedders import default_embedder
 
-            embedder = HashingEmbedder()
+            embedder = default_embedder()
         self.embedder = embedder
         self._lock = threading.RLock()
         self._db = sqlite3.connect(str(cache_path) if cache_path else ":memory:", check_same_thread=False,

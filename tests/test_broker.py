@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from mstar.broker import Broker, LLMCallError
+from mstar.embedders import HashingEmbedder
 from mstar.errors import BudgetExceeded, LLMUnavailable
 
 MOCK = {"mock_response": "Miso"}
@@ -117,9 +118,9 @@ def test_broker_mock_llm_retries_transient_errors():
 
 
 def test_broker_mock_llm_embeddings():
-    local = Broker()
+    local = Broker(embedder=HashingEmbedder())
     vecs = local.embed(["a cat", "a dog"])
-    assert len(vecs) == 2 and len(vecs[0]) == 256  # the host's hashing embedder
+    assert len(vecs) == 2 and len(vecs[0]) == 256  # the host's embedder, not a litellm call
     remote = Broker(embed_model="text-embedding-3-small", litellm_kwargs={"mock_response": [0.5, 0.25]})
     assert remote.embed(["a cat"]) == [[0.5, 0.25]]
     assert remote.embed(["a cat"]) == [[0.5, 0.25]]
@@ -129,5 +130,5 @@ def test_broker_mock_llm_embeddings():
 def test_broker_toolkit():
     tk = Broker().toolkit()
     assert not tk.has_llm
-    tk = Broker("gpt-4o-mini", litellm_kwargs=MOCK).toolkit()
+    tk = Broker("gpt-4o-mini", litellm_kwargs=MOCK, embedder=HashingEmbedder()).toolkit()
     assert tk.has_llm and tk.llm("q") == "Miso" and len(tk.embed(["x"])[0]) == 256

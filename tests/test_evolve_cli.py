@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 
 ENTRY = Path(__file__).resolve().parent / "evolve_entry.py"
-BASE = ["evolve", "--task", "tiny", "--budget", "20", "--seeds", "bm25,bm25_neighbors,recency", "--operators",
-        "jitter=1", "--children-per-gen", "4", "--islands", "2", "--quiet"]
+# As a user runs it: the default executor (Ray, a local instance per run).
+BASE_RAY = ["evolve", "--task", "tiny", "--budget", "20", "--seeds", "bm25,bm25_neighbors,recency", "--operators",
+            "jitter=1", "--children-per-gen", "4", "--islands", "2", "--quiet"]
+# The rest of the file tests the engine's behaviour through the CLI; in process it is ~15 s a call faster.
+BASE = [*BASE_RAY[:-1], "--executor", "inline", "--quiet"]
 
 
 def mstar(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -61,7 +64,7 @@ def proposals(run_dir: Path) -> list[tuple]:
 
 
 def test_json_summary_shape(tmp_path):
-    r = mstar(*BASE, "--generations", "2", "--runs-dir", str(tmp_path), "--run-id", "j", "--json")
+    r = mstar(*BASE_RAY, "--generations", "2", "--runs-dir", str(tmp_path), "--run-id", "j", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert {"run_dir", "best", "seeds", "metric", "evaluations", "wall_s", "usd"} <= set(out)
@@ -132,6 +135,8 @@ def test_usage_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "nosuchop" in r.stderr
     r = mstar(*BASE, "--metric", "bogus", "--runs-dir", str(tmp_path), "--generations", "1")
     assert r.returncode == 2 and "bogus" in r.stderr
+    r = mstar(*BASE, "--metric", "qa_judge", "--runs-dir", str(tmp_path), "--generations", "1")
+    assert r.returncode == 2 and "--model" in r.stderr and "qa_judge" in r.stderr
 
 
 @pytest.mark.skipif(os.environ.get("MSTAR_SKIP_TTY") == "1", reason="no pty")

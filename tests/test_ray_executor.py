@@ -67,9 +67,11 @@ def recall(jr) -> list[float | None]:
 
 # --- the engine, end to end ---------------------------------------------------------------------------
 def evolve(tmp_path: Path, run_id: str, executor: str, sandbox: str = "inline", generations: int = 2) -> dict:
-    cfg = EvolveConfig(run_id=run_id, task="tiny", budget=20, seeds=["bm25", "bm25_neighbors", "recency"],
+    # `dense` embeds every turn: scores agree across executors only if every worker embeds the same way.
+    cfg = EvolveConfig(run_id=run_id, task="tiny", budget=20, seeds=["bm25", "bm25_neighbors", "recency", "dense"],
                        operators={"jitter": 1.0}, children_per_gen=3, islands=2, island_size=5, final_k=2,
-                       sandbox=sandbox, executor=executor, workers=WORKERS, stops=StopConfig(generations=generations))
+                       sandbox=sandbox, executor=executor, workers=WORKERS, embedder="hashing",
+                       stops=StopConfig(generations=generations))
     return Engine(cfg, tmp_path / run_id, operators={"jitter": JitterOperator()}, suite=TinyTask()).run()
 
 
@@ -104,6 +106,8 @@ def test_same_seed_same_lineage_and_scores_on_inline_and_ray(tmp_path, ray_insta
     mismatched = [k for k in sa if sa[k] != sb[k]]
     assert not mismatched, mismatched[:3]
     assert a["best"] == b["best"] and b["stop_reason"] == "generation limit (2)"
+    for run in ("inline", "ray"):
+        assert json.loads((tmp_path / run / "config.json").read_text())["embedder"] == "hashing"
 
 
 def test_evolve_end_to_end_on_ray_with_the_process_sandbox(tmp_path, ray_instance):
@@ -286,3 +290,180 @@ def test_import_mstar_does_not_import_ray():
     code = ("import sys, mstar, mstar.evolve.engine, mstar.evolve.ray_executor, mstar.cli.main; "
             "sys.exit('ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+# --- one embedder per run ------------------------------------------------------------------------------
+def test_dense_scores_the_same_inline_and_on_ray(episodes, ray_instance):
+    from mstar.embedders import HashingEmbedder
+
+    def scores(results) -> dict:
+        return {(jr.job.episode_id, p.probe_id): (p.evidence_recall, p.ndcg, p.context_tokens, p.listed)
+                for jr in results for p in jr.result.probes}
+
+    jobs = seed_jobs("dense", sorted(episodes))
+    cfg = EvalConfig(budget=20)
+    from mstar.sandbox.registry import get_backend
+
+    inline = scores(InlineExecutor(episodes, get_backend("inline"), Toolkit(embed=HashingEmbedder()), cfg).map(jobs))
+    ex = ray_executor(episodes, "inline", toolkit=Toolkit(embed=HashingEmbedder()), config=cfg)
+    try:
+        on_ray = scores(ex.map(jobs))
+    finally:
+        ex.close()
+    assert on_ray == inline and len(inline) > 20
+    assert any(r for r, *_ in inline.values())  # dense found evidence: the embeddings did something
+
+
+EMBED_PROBE_HARNESS = '''
+INSTRUCTIONS = "x"
+KNOBS = {}
+
+
+class Memory:
+    def __init__(self, toolkit, knobs):
+        self.toolkit = toolkit
+
+    def write(self, event):
+        pass
+
+    def read(self, query):
+        # No items: every probe is missed, so the scorer keeps the start of this context.
+        dims = len(self.toolkit.embed([query["question"]])[0])
+        return {"context": self.toolkit.embedder_name + " " + str(dims), "items": []}
+'''
+
+
+def test_the_runs_embedder_is_rebuilt_by_name_in_the_workers(episodes, ray_instance):
+    from mstar.embedders import LocalSentenceEmbedder, local_model_available
+
+    if not local_model_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("the embed extra (local model) is not installed under CI")
+        pytest.skip("the embed extra (local model) is not installed")
+    ex = ray_executor(episodes, "inline", toolkit=Toolkit(embed=LocalSentenceEmbedder(),
+                                                          embedder_name=LocalSentenceEmbedder.name))
+    try:
+        assert ex.spec.embedder == "local"
+        (jr,) = list(ex.map([EvalJob("probe", EMBED_PROBE_HARNESS, {}, "tiny-0", "train")]))
+    finally:
+        ex.close()
+    assert jr.result.failure is None
+    assert {p.context_excerpt for p in jr.result.probes} == {"all-MiniLM-L6-v2 384"}
+
+
+def test_an_embedder_a_worker_cannot_rebuild_is_refused_before_ray_starts(episodes):
+    from mstar.errors import UsageError
+
+    with pytest.raises(UsageError, match="rebuilds the run's embedder"):
+        ray_executor(episodes, "inline", toolkit=Toolkit(embed=lambda texts: [[1.0] for _ in texts]))
+
+
+def test_the_embedder_is_settled_once_saved_and_kept_on_resume(tmp_path, monkeypatch):
+    import mstar.embedders
+    from mstar.embedders import HashingEmbedder, default_embedder
+    from mstar.errors import UsageError
+    from mstar.evolve.config import settle_embedder
+
+    want = "hashing" if isinstance(default_embedder(), HashingEmbedder) else "local"
+    assert settle_embedder("auto") == want
+    monkeypatch.setenv("MSTAR_EMBEDDER", "hashing")  # `auto` honours it, as `mstar eval` does
+    assert settle_embedder("auto") == "hashing"
+    # A run saved before the field existed was evaluated with the hashing embedder.
+    run = tmp_path / "old"
+    run.mkdir()
+    old = EvolveConfig(run_id="old", task="tiny").model_dump(mode="json")
+    del old["embedder"]
+    (run / "config.json").write_text(json.dumps(old))
+    assert EvolveConfig.load(run).embedder == "hashing"
+    # A run evaluated with the local model cannot go on where it is missing (this machine says it is).
+    monkeypatch.setattr(mstar.embedders, "local_model_available", lambda: False)
+    cfg = EvolveConfig(run_id="old", task="tiny", seeds=["bm25"], operators={"jitter": 1.0}, embedder="local")
+    cfg.save(run)
+    with pytest.raises(UsageError, match="--embedder: this run was evaluated with the local"):
+        Engine(cfg, run, operators={"jitter": JitterOperator()}, suite=TinyTask()).run()
+    with pytest.raises(UsageError, match="--embedder local: .* not installed"):
+        settle_embedder("local")
+
+
+# --- a killed driver leaves nothing running ---------------------------------------------------------------
+ENTRY = Path(__file__).resolve().parent / "evolve_entry.py"
+
+
+def _start_killable_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """A long `mstar evolve` on a local Ray instance, returned once it is mid-run (evaluations stored,
+    both raylet agents up), with the temp dir of its instance."""
+    from mstar.evolve import ray_cleanup
+
+    cmd = [sys.executable, str(ENTRY), "evolve", "--task", "tiny", "--budget", "20", "--seeds",
+           "bm25,bm25_neighbors,recency", "--operators", "jitter=1", "--children-per-gen", "4", "--islands", "2",
+           "--quiet", "--generations", "50", "--run-id", "r1", "--sandbox", "process", "--executor", "ray",
+           "--workers", "2", "--embedder", "hashing"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / "runs" / "r1" / "run.db"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        for marker in ray_cleanup.ROOT.glob(ray_cleanup.PREFIX + "*/" + ray_cleanup.MARKER):
+            try:
+                mine = json.loads(marker.read_text())["pid"] == proc.pid
+            except (OSError, ValueError):
+                continue
+            if mine and db.exists():
+                titles = {_cmdline(p) for p in ray_cleanup.processes_of(marker.parent)}
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+                    stored = c.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+                if stored and {"ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= titles:
+                    return proc, marker.parent
+        time.sleep(0.5)
+    proc.kill()
+    pytest.fail("the evolve run never got going on Ray")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return ""
+
+
+def _gone(temp: Path, within_s: float) -> bool:
+    from mstar.evolve import ray_cleanup
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if not temp.exists() and not ray_cleanup.processes_of(temp):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_kill_9_of_the_driver_leaves_no_ray_process_and_no_temp_dir(tmp_path):
+    from mstar.evolve import ray_cleanup
+
+    proc, temp = _start_killable_run(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # The watchdog reaps at once; left alone, Ray's agents would linger for a minute or more.
+    assert _gone(temp, within_s=15), [_cmdline(p) for p in ray_cleanup.processes_of(temp)]
+
+
+def test_a_new_start_reaps_what_a_killed_run_and_its_watchdog_left(tmp_path, ray_instance):
+    from mstar.evolve import ray_cleanup
+    from mstar.evolve.ray_executor import start_ray
+
+    proc, temp = _start_killable_run(tmp_path)
+    watchdogs = [p for p in ray_cleanup.processes_of(temp) if b"ray_cleanup" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(watchdogs) == 1
+    os.kill(watchdogs[0], signal.SIGKILL)  # as if the whole machine's processes were killed
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)
+    left = {_cmdline(p) for p in ray_cleanup.processes_of(temp)}
+    assert "ray::DashboardAgent" in left or "ray::RuntimeEnvAgent" in left  # what the sweep is for
+    assert start_ray(WORKERS) == (False, None)  # this process's instance is reused; the sweep runs first
+    assert not temp.exists() and not ray_cleanup.processes_of(temp)
+    # The live instance of this process was not touched: it still runs evaluations.
+    ex = ray_executor({"tiny-0": TinyTask().all[0]}, "inline")
+    try:
+        assert [jr.result.failure for jr in ex.map(seed_jobs("bm25", ["tiny-0"]))] == [None]
+    finally:
+        ex.close()

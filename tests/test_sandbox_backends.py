@@ -139,6 +139,25 @@ def test_a_crashed_hosts_stopped_containers_are_removed_at_start():
         assert leftover_containers(run) == []
 
 
+@pytest.mark.docker
+def test_spares_are_removed_when_the_host_exits_without_close():
+    import subprocess
+    import sys
+
+    make_backend("docker")  # skip without an engine; the image exists
+    run = f"{RUN_ID}-exit"
+    code = (
+        "import time\nfrom mstar.harness.loader import load_program\nfrom mstar.sandbox.base import SessionLimits\n"
+        "from mstar.sandbox.registry import get_backend\n"
+        f"b = get_backend('docker')\nb.prewarm(load_program('bm25'), SessionLimits(), {{'mstar.run': {run!r}}})\n"
+        "while len(b.pool._ready) < b.pool.depth:\n    time.sleep(0.05)\nprint(len(b.pool._ready))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2"]  # two spares were up when the host exited
+    assert leftover_containers(run) == []
+
+
 @pytest.mark.parametrize("backend_name", BACKENDS)
 def test_read_many_delivers_the_reads_before_a_hang(backend_name):
     """Batched replies are flushed by the runner while a read hangs: the host keeps every earlier result."""

@@ -60,6 +60,9 @@ def evolve_cmd(
     ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Join this Ray cluster instead of starting one.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="litellm model string; enables the LLM operators.")] = None,
     api_base: Annotated[str | None, typer.Option("--api-base", help="Base URL of an OpenAI-compatible server.")] = None,
+    embedder: Annotated[str | None, typer.Option("--embedder", help="toolkit.embed for the whole run: local (the "
+                                                 "MiniLM model of mstar[embed]), hashing (a lexical stand-in), or "
+                                                 "auto (local when installed; $MSTAR_EMBEDDER). Saved with the run.")] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where runs are written.")] = Path("runs"),
     run_id: Annotated[str | None, typer.Option("--run-id", help="Name of the run directory (default: time-based).")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run in this directory with its saved config.")] = None,
@@ -79,6 +82,9 @@ def evolve_cmd(
              "budget_usd": budget_usd, "patience": patience}
     if resume is not None:
         config = EvolveConfig.load(resume)
+        if embedder is not None and embedder.strip().lower() not in ("auto", config.embedder):
+            raise UsageError(f"--embedder: this run is evaluated with the {config.embedder!r} embedder; "
+                             "a resumed run keeps it (scores of different embedders do not compare)")
         given = {k: v for k, v in stops.items() if v is not None}
         if given:  # only the limits may change on resume
             config.stops = config.stops.model_copy(update=given)
@@ -105,7 +111,7 @@ def evolve_cmd(
                 operator_options=parse_pairs(op_opt, "--op-opt"), screen_episodes=screen,
                 minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, sandbox=sandbox,
                 executor=executor, workers=workers, ray_address=ray_address, model=model, api_base=api_base,
-                stops=StopConfig(**stops))
+                embedder=embedder or "auto", stops=StopConfig(**stops))
         except ValidationError as e:
             err = e.errors()[0]
             flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -62,7 +63,8 @@ def doctor_cmd(
     style = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "missing": "[red]missing[/]"}
     for c in run_checks(model, api_base):
         t.add_row(c.name, style.get(c.status, c.status), c.detail, c.fix)
-    Console().print(t)
+    # Wide when piped (logs, CI): folded cells are hard to read and to grep.
+    Console(width=None if sys.stdout.isatty() else 160).print(t)
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,8 @@ from mstar.scoring.aggregate import QUALITY_METRICS
 OFFLINE_MIX = {"structural": 0.6, "tune": 0.4}
 LLM_MIX = {"llm_reflect": 0.4, "structural": 0.25, "tune": 0.2, "llm_crossover": 0.15}
 
+EMBEDDERS = ("auto", "hashing", "local")
+
 # Options a resumed run may change (how long to go on, how to show it), nothing that changes the search.
 RESUME_OVERRIDABLE = frozenset({"generations", "max_evals", "max_minutes", "budget_usd", "patience"})
 
@@ -66,6 +68,10 @@ class EvolveConfig(BaseModel):
     ray_address: str | None = None  # join this Ray cluster (else $RAY_ADDRESS, else start a local one)
     model: str | None = None
     api_base: str | None = None
+    # The run's embedder (``toolkit.embed``), chosen once: "auto" is settled to "hashing" or "local" when
+    # the run starts and saved so, so every evaluation of the run, inline or on any Ray worker, and of a
+    # resumed run, uses the same one. See ``settle_embedder``.
+    embedder: str = "auto"
     stops: StopConfig = Field(default_factory=StopConfig)
     created: float = Field(default_factory=time.time)
 
@@ -74,6 +80,14 @@ class EvolveConfig(BaseModel):
     def _metric(cls, v: str) -> str:
         if v not in QUALITY_METRICS:
             raise ValueError(f"unknown metric {v!r} (choose from {', '.join(QUALITY_METRICS)})")
+        return v
+
+    @field_validator("embedder")
+    @classmethod
+    def _embedder(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in EMBEDDERS:
+            raise ValueError(f"unknown embedder {v!r} (choose from {', '.join(EMBEDDERS)})")
         return v
 
     @field_validator("operators")
@@ -94,9 +108,29 @@ class EvolveConfig(BaseModel):
         if not path.is_file():
             raise UsageError(f"--resume: {run_dir} is not a run directory (no config.json)")
         try:
-            return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+            data = json.loads(path.read_text(encoding="utf-8"))
+            # Runs saved before the field existed were all evaluated with the hashing embedder.
+            data.setdefault("embedder", "hashing")
+            return cls.model_validate(data)
         except (json.JSONDecodeError, ValueError) as e:
             raise UsageError(f"--resume: {path} is not a valid run config: {e}") from None
+
+
+def settle_embedder(choice: str, resumed: bool = False) -> str:
+    """``"auto"`` -> ``"local"`` (the packaged MiniLM model, when installed) or ``"hashing"``, honouring
+    $MSTAR_EMBEDDER as ``mstar eval`` does; an explicit name is checked to be available here."""
+    from mstar.embedders import HashingEmbedder, default_embedder, local_model_available
+
+    if choice == "auto":
+        return "hashing" if isinstance(default_embedder(), HashingEmbedder) else "local"
+    if choice == "local" and not local_model_available():
+        if resumed:
+            raise UsageError("--embedder: this run was evaluated with the local embedding model (all-MiniLM-L6-v2), "
+                             "which is not installed here, and a resumed run must use the same: "
+                             "pip install 'mstar[embed]'")
+        raise UsageError("--embedder local: the local embedding model (all-MiniLM-L6-v2) is not installed: "
+                         "pip install 'mstar[embed]' (or pass --embedder hashing)")
+    return choice
 
 
 def parse_mix(text: str | None, with_llm: bool) -> dict[str, float]:

@@ -21,12 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mstar.embedders import default_embedder
 from mstar.errors import HarnessError, UsageError
 from mstar.evaluate import EvalConfig
 from mstar.evolve.archive import ParetoArchive, Point
 from mstar.evolve.breed import Breeder, program_id
 from mstar.evolve.cascade import Evaluator, Interrupted, Target, choose_episodes, passes_screen
-from mstar.evolve.config import EvolveConfig
+from mstar.evolve.config import EvolveConfig, settle_embedder
 from mstar.evolve.executor import Executor, make_executor
 from mstar.evolve.final import finish
 from mstar.evolve.ledger import Backend, Ledger, LiteLLMBackend
@@ -84,6 +85,8 @@ class Engine:
         if not usable:
             raise UsageError("--operators: no usable operator (the LLM operators need --model)")
         self.seeds = self._seed_records()
+        # One embedder for the whole run (see EvolveConfig.embedder); settled before the config is saved.
+        cfg.embedder = settle_embedder(cfg.embedder, resumed=(self.run_dir / "config.json").exists())
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.run_dir / ".lock", "w")  # noqa: SIM115 - held for the whole run
@@ -100,7 +103,9 @@ class Engine:
         self.screen_ids, self.minibatch_ids = choose_episodes(self.ids["train"], cfg.seed, cfg.screen_episodes,
                                                               cfg.minibatch_episodes)
         self.ledger = Ledger(self.store, backend, cfg.model or "", cfg.stops.budget_usd)
-        toolkit = Toolkit(llm=self.ledger.fn("harness") if self.ledger.available else None)
+        embedder = default_embedder(prefer=cfg.embedder)  # the Ray executor rebuilds it by name in each worker
+        toolkit = Toolkit(llm=self.ledger.fn("harness") if self.ledger.available else None, embed=embedder,
+                          embedder_name=embedder.name)
         if self._executor is None:
             from mstar.sandbox.registry import get_backend
 

@@ -1,5 +1,6 @@
-"""The run's LLM broker as one Ray actor (DESIGN §7): every harness ``llm`` / ``embed`` call made by any
-Ray worker is answered here.
+"""The run's LLM broker as one Ray actor (DESIGN §7): every harness ``llm`` call made by any Ray worker
+is answered here. (Embeddings are not: each worker builds the run's local embedder by name, see
+``ray_executor``, so no model is pickled and a harness scores the same as inline.)
 
 Why one actor: litellm is imported once per run (not once per worker), the response cache and the
 cost ledger are shared, and the hard USD budget is checked in one place. The actor wraps the same
@@ -17,7 +18,7 @@ This module does not import Ray; ``ray_executor`` wraps ``BrokerActor`` with ``r
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +60,13 @@ class _UsageBackend:
 
 class BrokerActor:
     def __init__(self, run_dir: str | None, backend: Backend | None, model: str = "",
-                 budget_usd: float | None = None, embed: Callable[[Sequence[str]], list[list[float]]] | None = None):
+                 budget_usd: float | None = None):
         self._store = _ThreadStores(Path(run_dir)) if run_dir else None
         self._local = threading.local()
         self._lock = threading.Lock()
         self._usage: dict[str, list[float]] = {}
         wrapped = _UsageBackend(backend, self._charge) if backend is not None else None
         self.ledger = Ledger(self._store, wrapped, model, budget_usd)
-        self._embed = embed
 
     def _charge(self, reply: LLMReply) -> None:
         job = getattr(self._local, "job", "")
@@ -92,13 +92,6 @@ class BrokerActor:
         self._local.job = job
         self._sync_spent()
         return self.ledger.call(purpose, messages, **kw)
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        if self._embed is None:
-            from mstar.embedders import HashingEmbedder
-
-            self._embed = HashingEmbedder()
-        return self._embed(texts)
 
     def take_usage(self, job: str) -> tuple[int, float, bool]:
         """(tokens, cost) charged to ``job`` (all its attempts), and whether the budget is exhausted."""

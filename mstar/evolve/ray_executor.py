@@ -12,7 +12,10 @@ instance or an existing cluster.
   from the broker actor's cache (see ``ray_broker``). A job that keeps killing its worker is recorded
   as a failed candidate (reason ``worker_lost``) and the run goes on.
 - The sandbox backend is rebuilt inside each worker from its name (a live Docker client cannot be
-  pickled), once per worker process.
+  pickled), once per worker process; so is the run's embedder (a torch model should not travel), so
+  a harness scores the same inline and on Ray.
+- A local instance has a watchdog and is swept for at the next start if its driver is killed: see
+  ``ray_cleanup``.
 
 Ray is imported lazily: ``import mstar`` never imports it. What Ray writes where: docs/RAY.md.
 """
@@ -48,8 +51,12 @@ def start_ray(workers: int, address: str | None = None) -> tuple[bool, str | Non
     """Join ``address`` (or $RAY_ADDRESS), else start a local instance with ``workers`` sandbox slots.
 
     Returns (started here, temp dir to remove at shutdown). A Ray already initialised in this process
-    is reused as it is (tests share one instance).
+    is reused as it is (tests share one instance). Leftovers of local instances whose mstar driver
+    died (kill -9) are reaped first, whatever happens next: see ``ray_cleanup``.
     """
+    from mstar.evolve import ray_cleanup
+
+    ray_cleanup.sweep()
     address = address or os.environ.get("RAY_ADDRESS") or None
     if not address:
         _local_env()
@@ -62,10 +69,20 @@ def start_ray(workers: int, address: str | None = None) -> tuple[bool, str | Non
         ray.init(address=address, **quiet)
         return False, None
     # Short on purpose: Ray puts unix sockets under it, and a socket path must fit in 107 bytes.
-    temp = tempfile.mkdtemp(prefix="mstar-ray-", dir="/tmp")
-    ray.init(num_cpus=os.cpu_count() or 1, resources={RESOURCE: float(workers)}, include_dashboard=False,
-             object_store_memory=OBJECT_STORE_BYTES, _temp_dir=temp, **quiet)
+    temp = tempfile.mkdtemp(prefix=ray_cleanup.PREFIX, dir=str(ray_cleanup.ROOT))
+    # Owner and watchdog before Ray starts anything: a kill at any later moment leaves nothing behind.
+    ray_cleanup.record_driver(temp)
+    _WATCHDOGS[temp] = ray_cleanup.spawn_watchdog(temp)
+    try:
+        ray.init(num_cpus=os.cpu_count() or 1, resources={RESOURCE: float(workers)}, include_dashboard=False,
+                 object_store_memory=OBJECT_STORE_BYTES, _temp_dir=temp, **quiet)
+    except BaseException:
+        stop_ray(temp)
+        raise
     return True, temp
+
+
+_WATCHDOGS: dict[str, int] = {}  # temp dir -> write end of its watchdog's pipe (see ray_cleanup)
 
 
 def _local_env() -> None:
@@ -88,6 +105,9 @@ def stop_ray(temp: str | None) -> None:
     ray.shutdown()
     if temp:
         shutil.rmtree(temp, ignore_errors=True)
+        fd = _WATCHDOGS.pop(temp, None)
+        if fd is not None:
+            os.close(fd)  # the watchdog ends whatever outlived shutdown (an agent still exiting), then exits
 
 
 def sandbox_slots() -> int:
@@ -106,11 +126,13 @@ class WorkerSpec:
     config: EvalConfig = field(hash=False)
     labels: tuple[tuple[str, str], ...] = ()
     has_llm: bool = False
-    embedder_name: str = "hashing"
+    embedder: str = "hashing"  # how to build the run's embedder in a worker: "hashing" or "local"
+    embedder_name: str = "hashing"  # what the harness sees as ``toolkit.embedder_name``
     broker: Any = field(default=None, hash=False, compare=False)  # actor handle
 
 
 _BACKENDS: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
+_EMBEDDERS: dict[str, Any] = {}
 _PROGRAMS: OrderedDict[str, Any] = OrderedDict()
 
 
@@ -154,20 +176,24 @@ def _ray_call(ref: Any) -> Any:
         raise (e.cause if isinstance(e.cause, BaseException) else e) from None
 
 
+def _embedder(choice: str) -> Any:
+    """The run's embedder, built here by name once per worker process (a model is loaded on its first
+    call and keeps its vector cache across this worker's tasks), never shipped as a pickled model."""
+    e = _EMBEDDERS.get(choice)
+    if e is None:
+        from mstar.embedders import default_embedder
+
+        e = _EMBEDDERS[choice] = default_embedder(prefer=choice)
+    return e
+
+
 def _worker_toolkit(spec: WorkerSpec, call_id: str) -> Toolkit:
     llm = None
     if spec.has_llm:
         def llm(messages: Any, **kw: Any) -> str:
             return _ray_call(spec.broker.llm.remote(call_id, "harness", messages, kw))
 
-    embed = None
-    if spec.embedder_name != "hashing":
-        # A model embedder lives in the broker (one copy per run); the local hashing one is free and
-        # deterministic, so a round trip would only add latency.
-        def embed(texts: Any) -> list[list[float]]:
-            return _ray_call(spec.broker.embed.remote(list(texts)))
-
-    return Toolkit(llm=llm, embed=embed, embedder_name=spec.embedder_name)
+    return Toolkit(llm=llm, embed=_embedder(spec.embedder), embedder_name=spec.embedder_name)
 
 
 def run_job(job: EvalJob, episode: Episode, spec: WorkerSpec, call_id: str) -> tuple[EpisodeResult, int]:
@@ -207,6 +233,7 @@ class RayExecutor:
         self._pending: dict[Any, tuple[EvalJob, str]] = {}
         self._broker: Any = None
         workers = max(1, int(workers or os.cpu_count() or 1))
+        embedder = embedder_choice(toolkit)  # refused before any Ray process starts
         self._started, self._temp = start_ray(workers, address)  # before `import ray`: see _local_env
         import ray
 
@@ -222,8 +249,8 @@ class RayExecutor:
             raise
         self.spec = WorkerSpec(backend=_backend_name(backend), backend_options=tuple(sorted((backend_options or {}).items())),
                                config=config, labels=tuple(sorted((labels or {}).items())),
-                               has_llm=toolkit.has_llm, embedder_name=getattr(toolkit, "embedder_name", "hashing"),
-                               broker=self._broker)
+                               has_llm=toolkit.has_llm, embedder=embedder,
+                               embedder_name=getattr(toolkit, "embedder_name", "hashing"), broker=self._broker)
         self._task = ray.remote(run_job).options(num_cpus=0, resources={RESOURCE: 1}, max_retries=max_retries,
                                                  retry_exceptions=False, name="mstar_eval")
         self._episode_refs: dict[str, Any] = {}
@@ -237,7 +264,6 @@ class RayExecutor:
             raise UsageError("the ray executor serves harness LLM calls from the run's ledger: pass it as meter")
         store = getattr(meter, "store", None)
         run_dir = run_dir or (str(store.dir) if store is not None and hasattr(store, "dir") else None)
-        embed = getattr(toolkit, "_embed", None) if getattr(toolkit, "embedder_name", "hashing") != "hashing" else None
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from mstar.evolve.ray_broker import BrokerActor
@@ -247,7 +273,7 @@ class RayExecutor:
         here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         actor = ray.remote(BrokerActor).options(num_cpus=0, max_concurrency=max(4, 2 * self.slots),
                                                 max_restarts=3, max_task_retries=1, scheduling_strategy=here)
-        handle = actor.remote(run_dir, backend, getattr(meter, "model", ""), getattr(meter, "budget", None), embed)
+        handle = actor.remote(run_dir, backend, getattr(meter, "model", ""), getattr(meter, "budget", None))
         ray.get(handle.ping.remote())  # fail here, not in the first task, when the actor cannot start
         return handle
 
@@ -356,6 +382,22 @@ class RayExecutor:
             cleanup(client, run)
         finally:
             client.close()
+
+
+def embedder_choice(toolkit: Toolkit) -> str:
+    """Which of the local embedders ``toolkit`` uses, as the name a worker rebuilds it from.
+
+    By type, not by ``embedder_name`` (a free label): a toolkit with any other embedder would silently
+    be scored with a different one in the workers, so it is refused."""
+    from mstar.embedders import HashingEmbedder, LocalSentenceEmbedder
+
+    e = getattr(toolkit, "_embed", None)
+    if type(e) is HashingEmbedder and e.dim == HashingEmbedder().dim:
+        return "hashing"
+    if type(e) is LocalSentenceEmbedder:
+        return "local"
+    raise UsageError(f"the ray executor rebuilds the run's embedder in each worker by name and knows only "
+                     f"hashing and local (all-MiniLM-L6-v2), not {e!r}: use --executor inline")
 
 
 def _backend_name(backend: Any) -> str:

@@ -135,6 +135,11 @@ REAPER = _Reaper()
 
 
 def _remove_live_at_exit() -> None:
+    # atexit runs handlers last-registered first, so warm.py's own handler would come after this one and
+    # its spares would be queued to a reaper nobody waits for: kill them here, first.
+    from mstar.sandbox import warm
+
+    warm._close_all()
     REAPER.flush()
     with _LIVE_LOCK:
         ids = list(_LIVE)

@@ -1,13 +1,14 @@
-"""A warm spare: the next sandbox is started while the current episode runs.
+"""Warm spares: the next sandboxes are started while the current episode runs.
 
 Starting a sandbox (container create + start, interpreter start, importing numpy / bm25s / pydantic)
-costs ~0.3 s, paid once per episode. Episodes run one after another, so the backend keeps one runner
-started and waiting (with the allow-list already imported) and hands it to the next ``open``; only the
-first episode waits. A spare serves exactly one session, is checked alive before use, is discarded
+costs ~0.3-0.5 s, paid once per episode. Episodes run one after another, so the backend keeps ``depth``
+runners started and waiting (with the allow-list already imported) and hands one to each ``open``;
+only the first episode waits (none with ``prewarm``). Two, not one: a LoCoMo episode of bm25 takes
+~0.3 s, less than a start, so one spare started with episode k is not ready for episode k+1 (measured;
+docs/BENCHMARKS.md). A spare serves exactly one session, is checked alive before use, is discarded
 when idle too long or when the next session wants other limits or labels, and is killed by
 ``close()`` and at interpreter exit.
 """
-
 from __future__ import annotations
 
 import ast
@@ -22,6 +23,7 @@ from typing import Any
 from mstar.sandbox.base import SessionLimits
 
 MAX_IDLE_S = 600.0
+DEPTH = 2  # spares kept ready (see the module's docstring)
 
 # (limits, labels, preload, spare) -> a started transport; preload: comma-separated modules for the
 # runner to import while it waits ("" for none); spare: it is a spare (a backend may start it at a lower
@@ -50,12 +52,14 @@ _POOLS: weakref.WeakSet[WarmPool] = weakref.WeakSet()
 
 
 class WarmPool:
-    def __init__(self, factory: Factory, enabled: bool = True):
+    def __init__(self, factory: Factory, enabled: bool = True, depth: int = DEPTH):
         self.factory = factory
         self.enabled = enabled
+        self.depth = depth
         self._lock = threading.Lock()
-        self._spare: tuple[tuple[Any, ...], Any, float] | None = None  # (key, transport, started)
-        self._thread: threading.Thread | None = None
+        self._ready: list[tuple[tuple[Any, ...], Any, float]] = []  # (key, transport, started)
+        self._making: list[tuple[tuple[Any, ...], threading.Thread]] = []
+        self._closed = False
         _POOLS.add(self)
 
     @staticmethod
@@ -63,40 +67,59 @@ class WarmPool:
         return (limits.model_dump_json(), tuple(sorted(labels.items())), preload)
 
     def take(self, limits: SessionLimits, labels: dict[str, str], source: str = "") -> Any:
-        """A started transport for one session: the spare when it fits and lives, else a fresh one.
+        """A started transport for one session: a spare when one fits and lives, else a fresh one.
 
-        The next spare preloads what this program imports: episodes of one program come in a row.
+        The next spares preload what this program imports: episodes of one program come in a row.
         """
         preload = preload_for(source)
         key = self._key(limits, labels, preload)
-        if self._thread is not None:
-            self._thread.join()  # a spare being made is nearly ready: waiting beats starting another
-        with self._lock:
-            spare, self._spare = self._spare, None
-        transport = None
-        if spare is not None:
-            skey, t, started = spare
-            if skey == key and time.monotonic() - started < MAX_IDLE_S and t.alive():
-                transport = t
-                transport.activate()
-            else:
-                t.kill()
+        transport = self._pop(key)
+        if transport is None:
+            with self._lock:
+                making = next((th for k, th in self._making if k == key), None)
+            if making is not None:
+                making.join()  # a spare being made is nearly ready: waiting beats starting another
+                transport = self._pop(key)
         if transport is None:
             transport = self.factory(limits, labels, "", False)
-        if self.enabled:
-            self._thread = threading.Thread(target=self._make_spare, args=(key, limits, dict(labels), preload),
-                                            daemon=True, name="mstar-sandbox-spare")
-            self._thread.start()
+        self._refill(key, limits, labels, preload)
         return transport
 
     def prewarm(self, limits: SessionLimits, labels: dict[str, str], source: str = "") -> None:
-        """Start the first spare now (e.g. while the host loads the data), so no episode waits for a start."""
-        if not self.enabled or self._thread is not None or self._spare is not None:
-            return
+        """Start the spares now (e.g. while the host loads the data), so no episode waits for a start."""
         preload = preload_for(source)
-        self._thread = threading.Thread(target=self._make_spare, args=(self._key(limits, labels, preload), limits,
-                                        dict(labels), preload), daemon=True, name="mstar-sandbox-spare")
-        self._thread.start()
+        self._refill(self._key(limits, labels, preload), limits, labels, preload)
+
+    def _pop(self, key: tuple[Any, ...]) -> Any:
+        """The oldest live spare of ``key``; spares of other keys are killed (the next sessions differ)."""
+        with self._lock:
+            ready, self._ready = self._ready, []
+        found, keep, now = None, [], time.monotonic()
+        for skey, t, started in ready:
+            fits = skey == key and now - started < MAX_IDLE_S
+            if fits and found is None and t.alive():
+                found = t
+            elif fits:
+                keep.append((skey, t, started))
+            else:
+                t.kill()
+        with self._lock:
+            self._ready[:0] = keep
+        if found is not None:
+            found.activate()
+        return found
+
+    def _refill(self, key: tuple[Any, ...], limits: SessionLimits, labels: dict[str, str], preload: str) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            self._making = [(k, th) for k, th in self._making if th.is_alive()]
+            have = sum(k == key for k, _, _ in self._ready) + sum(k == key for k, _ in self._making)
+            for _ in range(self.depth - have):
+                th = threading.Thread(target=self._make_spare, args=(key, limits, dict(labels), preload),
+                                      daemon=True, name="mstar-sandbox-spare")
+                self._making.append((key, th))
+                th.start()
 
     def _make_spare(self, key: tuple[Any, ...], limits: SessionLimits, labels: dict[str, str], preload: str) -> None:
         try:
@@ -104,19 +127,23 @@ class WarmPool:
         except Exception:  # noqa: BLE001 - no spare this time; the next open starts one itself
             return
         with self._lock:
-            old, self._spare = self._spare, (key, t, time.monotonic())
-        if old is not None:
-            old[1].kill()
+            if not self._closed:
+                self._ready.append((key, t, time.monotonic()))
+                return
+        t.kill()  # made after close(): nobody will take it
 
     def close(self) -> None:
-        """Kill the spare (and wait for one being made). Safe to call twice."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        """Kill the spares (and wait for those being made). Safe to call twice; the pool stays usable."""
         with self._lock:
-            spare, self._spare = self._spare, None
-        if spare is not None:
-            spare[1].kill()
+            self._closed = True
+            making, self._making = self._making, []
+        for _, th in making:
+            th.join()
+        with self._lock:
+            ready, self._ready = self._ready, []
+            self._closed = False
+        for _, t, _ in ready:
+            t.kill()
 
 
 @atexit.register
