@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `{cmd}`", "",
         f"| timing | backend | median s | best s | median / {names[0]} median | median of paired ratios |",
         "|---|---|---|---|---|---|", *rows, "",
-        "Target (issue 4): docker within 1.3x of inline. Where the rest goes (measured per episode with "
+        "Target (issue 4): docker within 1.3x of inline. Where the rest goes (measured per episode by "
         "timing a session's `open`, `write` and `read_many`): every episode gets a fresh interpreter that "
         "imports numpy + bm25s (0.35-0.8 s of CPU, `importlib.metadata` alone 0.3 s under load) and a "
         "container created, started and removed through dockerd; inline pays its imports once. Warm spares "

@@ -3,16 +3,17 @@
 Idea: A-MEM (Xu et al., 2025, "A-MEM: Agentic Memory for LLM Agents", after the Zettelkasten method):
 each turn becomes a note with keywords, tags and a short context; a new note is linked to the existing
 notes it is most related to (both directions); a read retrieves notes (BM25 via ``bm25s`` over text +
-keywords + tags + context) and then follows the links of its best hits, so a related note comes back
-even when it shares no word with the question.
+keywords + tags + context) and then follows the links of its ``follow_top`` best hits: a linked note
+enters the ranking with its hit's score x ``link_decay``, so a related note comes back even when it
+shares no word with the question, without pushing strong direct hits out of the budget.
 Offline the note is built by a documented heuristic: keywords = the note's content words (speaker name
 left out), tags = capitalised names and "number"; a link joins notes whose shared keywords weigh at
 least ``link_min`` in idf. With an LLM (``toolkit.has_llm``, knob ``llm_notes``) keywords, tags and
 context come from the model.
 Simplifies: no "memory evolution" (the LLM rewriting older notes' context and tags); links are
 chosen by keyword overlap, not by embeddings plus an LLM decision.
-Expectation (synthetic, tests/test_seeds_synthetic.py): beats BM25 on multi-hop probes: the link from the first hop's note reaches the second
-hop, which shares no word with the question.
+Expectation (synthetic, tests/test_seeds_synthetic.py): beats BM25 on multi-hop probes: the link from the
+first hop's note reaches the second hop, which shares no word with the question.
 Needs an LLM: no (uses it for note construction when present).
 
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.

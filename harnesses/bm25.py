@@ -5,8 +5,8 @@ into the text by the task loader) and retrieved with Okapi BM25 (Robertson & Zar
 the maintained sparse implementation ``bm25s``. The context is filled with records in rank order
 until the token budget is reached.
 Simplifies: no stemming; the index is rebuilt lazily on the first read after new writes.
-Expectation (synthetic, tests/test_seeds_synthetic.py): strong on single-hop (the question shares the fact's words), weak on temporal probes
-(the date lives only in ``event["time"]``).
+Expectation (synthetic, tests/test_seeds_synthetic.py): strong on single-hop (the question shares the
+fact's words), weak on temporal probes (the date lives only in ``event["time"]``).
 Needs an LLM: no.
 
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.

@@ -5,7 +5,8 @@ statement and its follow-up). Each BM25 hit (Okapi BM25 via ``bm25s``) pulls in 
 before and after it from the same session, ranked just behind the hit, the way small-to-big /
 sentence-window retrieval widens a matched chunk. The context is filled in that order within the budget.
 Simplifies: neighbours inherit a decayed score of their hit instead of being re-scored.
-Expectation (synthetic, tests/test_seeds_synthetic.py): at least BM25's recall (a hit's neighbours ride along).
+Expectation (synthetic, tests/test_seeds_synthetic.py): at least BM25's recall (a hit's neighbours ride
+along).
 Needs an LLM: no.
 
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.

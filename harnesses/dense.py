@@ -8,8 +8,9 @@ Simplifies: no trained retriever of its own and no approximate index: exact cosi
 with the vectors cached by text so a read only embeds what was written since the last one.
 How semantic it is depends on the host's embedder (``toolkit.embedder_name``): a real sentence model
 when one is configured, else a hashing embedder that is a lexical stand-in.
-Expectation (synthetic, tests/test_seeds_synthetic.py): with the hashing stand-in a weaker lexical retriever (no idf): within 0.1 of BM25,
-still strong on single-hop; with a sentence model it finds paraphrases BM25 misses.
+Expectation (synthetic, tests/test_seeds_synthetic.py): with the hashing stand-in a weaker lexical
+retriever (no idf): within 0.1 of BM25, still strong on single-hop; with a sentence model it finds
+paraphrases BM25 misses.
 Needs an LLM: no.
 
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.

@@ -4,8 +4,8 @@ Idea: the "long-context" baseline of LoCoMo and LongMemEval: no retrieval at all
 conversation itself. Since a whole conversation (12k-24k tokens) does not fit a 1k budget, it keeps the
 most recent turns that fit, presented in chronological order.
 Simplifies: no summarisation of what falls outside the budget.
-Expectation (synthetic, tests/test_seeds_synthetic.py): only a budget's worth of the latest turns can come back (the floor every retrieval seed
-beats by a wide margin).
+Expectation (synthetic, tests/test_seeds_synthetic.py): only a budget's worth of the latest turns can
+come back (the floor every retrieval seed beats by a wide margin).
 Needs an LLM: no.
 
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.

@@ -18,8 +18,8 @@ Synonymy: a multi-word entity is linked to each of its words that is itself an e
 can be a node (``speaker_entity``; off by default: it would be a hub joining every turn of a person).
 Simplifies: no relation labels, no embedding-based synonymy or query-to-node linking (exact match of
 normalised entity text), PPR by plain numpy power iteration.
-Expectation (synthetic, tests/test_seeds_synthetic.py): beats BM25 on multi-hop probes (the entity graph walks from the question's person to
-the related one).
+Expectation (synthetic, tests/test_seeds_synthetic.py): beats BM25 on multi-hop probes (the entity graph
+walks from the question's person to the related one).
 Needs an LLM: no (optional, for OpenIE triples).
 
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.

@@ -12,8 +12,9 @@ facts, packed within the token budget.
 Simplifies: no conversation summary in the extraction prompt; no graph variant (Mem0^g); turns are
 processed in small batches (``batch_turns``) rather than message by message; an unreadable or
 unknown model reply is logged and skipped, never guessed.
-Expectation (synthetic, tests/test_seeds_synthetic.py): offline the evaluator reports every probe as ``needs_llm``, never a score; the ADD /
-UPDATE / DELETE logic is tested with mocked replies (tests/test_seeds_llm.py).
+Expectation (synthetic, tests/test_seeds_synthetic.py): offline the evaluator reports every probe as
+``needs_llm``, never a score; the ADD / UPDATE / DELETE logic is tested with mocked replies
+(tests/test_seeds_llm.py).
 Needs an LLM: yes (``NEEDS_LLM``); offline it is skipped as "needs --model".
 
 Modular read path (docs/HARNESS.md): encode (= LLM extraction) / index / retrieve / expand / pack /

@@ -12,8 +12,8 @@ Simplifies: the paper trains the construction policy with RL from downstream QA 
 policy is whatever model ``--model`` names, prompted zero-shot (evolution tunes the prompt and knobs
 instead). Operations are one JSON reply per chunk rather than multi-turn tool calls. A malformed reply
 or an unknown operation / store / id is logged and skipped.
-Expectation (synthetic, tests/test_seeds_synthetic.py): offline the evaluator reports every probe as ``needs_llm``, never a score; the
-operations are tested with mocked replies (tests/test_seeds_llm.py).
+Expectation (synthetic, tests/test_seeds_synthetic.py): offline the evaluator reports every probe as
+``needs_llm``, never a score; the operations are tested with mocked replies (tests/test_seeds_llm.py).
 Needs an LLM: yes (``NEEDS_LLM``); offline it is skipped as "needs --model".
 """
 

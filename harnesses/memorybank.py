@@ -12,9 +12,9 @@ days between the event/recall time and the newest time seen (``clock="days"``).
 Expectation (by design, as in the paper): what is never recalled is eventually forgotten, so on a
 long stream read only at the end it loses the oldest unimportant turns.
 Simplifies: no daily event summaries or user portrait (those need an LLM); dense retrieval replaced by BM25.
-Expectation (synthetic, tests/test_seeds_synthetic.py): with the defaults a 12-session episode forgets nothing and ranks like BM25;
-with fast forgetting (``initial_strength=1``) the dump shrinks, turns recalled mid-stream survive and
-never-recalled ones are forgotten.
+Expectation (synthetic, tests/test_seeds_synthetic.py): with the defaults a 12-session episode forgets
+nothing and ranks like BM25; with fast forgetting (``initial_strength=1``) the dump shrinks, turns
+recalled mid-stream survive and never-recalled ones are forgotten.
 Needs an LLM: no.
 
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.

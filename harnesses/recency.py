@@ -4,8 +4,9 @@ Idea: the simplest working memory of chat agents (e.g. a conversation buffer win
 ``window`` turns, forget everything older at write time, and show what is kept, oldest first, within
 the budget. A floor for every other design: it wins only on questions about the very latest turns.
 Simplifies: the window counts turns, not tokens.
-Expectation (synthetic, tests/test_seeds_synthetic.py): only the last ``window`` turns can come back, so it recalls only evidence among them and
-trails BM25 overall by far; its dump never holds more than ``window`` turns.
+Expectation (synthetic, tests/test_seeds_synthetic.py): only the last ``window`` turns can come back, so
+it recalls only evidence among them and trails BM25 overall by far; its dump never holds more than
+``window`` turns.
 Needs an LLM: no.
 
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.

@@ -9,7 +9,8 @@ corpus-idf over their content words, plus the session's top keywords. With an LL
 and knob ``llm_summary``) ``manage("session_end")`` asks for an abstractive summary instead.
 Simplifies: two levels only (session -> turn), no summary of summaries, summaries are keys (shown
 only with ``show_summaries``).
-Expectation (synthetic, tests/test_seeds_synthetic.py): at least BM25's recall: the session step keeps a session's turns together.
+Expectation (synthetic, tests/test_seeds_synthetic.py): at least BM25's recall: the session step keeps a
+session's turns together.
 Needs an LLM: no (uses it when present).
 
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.

@@ -106,6 +106,8 @@ def evaluate_episode(
                 try:
                     res = check_read_result(raw)
                 except CandidateFailure as e:
+                    if e.reason == "context_too_long":
+                        raise
                     # A junk answer scores 0 where the probe is scored, like a miss: never left out.
                     result.probes.append(failed_score(probe, f"{e.reason}: {e.detail}", ms, qa_on))
                     done.add(probe.id)

@@ -67,9 +67,17 @@ def _doctor(monkeypatch, repo: str | None = None, digest: str | None = None) -> 
 
 
 def _row(output: str, name: str) -> str:
-    rows = [ln for ln in output.splitlines() if name in ln]
-    assert rows, f"no {name!r} row in:\n{output}"
-    return rows[0]
+    """The table row that starts with ``name``, its folded continuation lines joined to it."""
+    lines = output.splitlines()
+    start = next((i for i, ln in enumerate(lines) if name in ln), None)
+    assert start is not None, f"no {name!r} row in:\n{output}"
+    row = [lines[start]]
+    for ln in lines[start + 1:]:
+        first = ln.split("│")[1] if ln.count("│") > 2 else "x"
+        if first.strip():  # the next check, or the table's border
+            break
+        row.append(ln)
+    return " ".join(" ".join(c.strip() for c in ln.split("│")) for ln in row)
 
 
 @pytest.mark.docker

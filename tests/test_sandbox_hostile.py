@@ -201,10 +201,11 @@ def test_non_json_values_are_bad_output(backend_name, what):
 def test_ten_megabyte_context(backend_name):
     backend = make_backend(backend_name, warm=False)
     try:
-        # Within the channel's limit the reply arrives; the host's contract check fails the probes.
+        # Within the channel's limit the reply arrives; the host's contract check fails the candidate.
         res = run(backend, "big_context")
-        assert res.failure is None
-        assert all(p.error and p.error.startswith("bad_output") for p in res.probes)
+        assert reason(res) == "context_too_long"
+        assert all(p.error and p.error.startswith("context_too_long") for p in res.probes)
+        assert all(p.evidence_recall == 0.0 for p in res.probes if p.evidence_recall is not None)
         # Over the channel's limit the sandbox is killed before the reply is even read.
         res = run(backend, "big_context", max_reply_bytes=1 << 20)
         assert reason(res) == "output_flood"

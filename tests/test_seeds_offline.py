@@ -92,7 +92,9 @@ def test_memorybank_days_clock_forgets_by_elapsed_time():
 
 
 def test_generative_agents_ranks_recent_relevant_memory_over_old_one():
-    mem = memory("generative_agents")
+    # Importance held at 0 to isolate recency: equally relevant memories are ordered by age, even with
+    # the small default recency weight.
+    mem = memory("generative_agents", w_importance=0.0)
     mem.write(ev("D1:1", "1", "2023-01-05T09:00", "I went hiking in the mountains with my brother."))
     mem.write(ev("D1:2", "1", "2023-01-05T09:05", "Work has been busy lately."))
     mem.write(ev("D9:1", "9", "2024-05-30T09:00", "I went hiking in the mountains with my sister."))

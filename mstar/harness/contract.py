@@ -33,7 +33,9 @@ def check_read_result(obj: Any) -> ReadResult:
         raise CandidateFailure("bad_output", f"read() must return a dict, got {type(obj).__name__}")
     ctx = obj.get("context")
     if isinstance(ctx, str) and len(ctx) > MAX_READ_CHARS:
-        raise CandidateFailure("bad_output", f"read() returned a context of {len(ctx):,} characters")
+        # Not an over-budget miss but junk: the whole candidate fails (DESIGN §7), not just the probe.
+        raise CandidateFailure("context_too_long",
+                               f"read() returned a context of {len(ctx):,} characters (limit {MAX_READ_CHARS:,})")
     try:
         return ReadResult.model_validate(obj)
     except ValidationError as e:
