@@ -75,10 +75,9 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from mstar.tasks.registry import get_task
-
     from mstar.harness.knobs import defaults
     from mstar.harness.loader import load_program
+    from mstar.tasks.registry import get_task
 
     eps = get_task("locomo", data=args.data).episodes("all")
     episodes = {e.id: e for e in eps}

@@ -101,9 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         ap.error("--repeats: must be at least 1")
 
-    from mstar.tasks.registry import get_task
-
     from mstar.harness.loader import load_program
+    from mstar.tasks.registry import get_task
 
     names = [b.strip() for b in args.backends.split(",") if b.strip()]
     program = load_program(args.harness)

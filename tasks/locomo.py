@@ -15,10 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mstar.tasks.base import check_split, read_json, resolve_data
-
 from mstar.episodes import Episode, Event, Probe
 from mstar.errors import DataError
+from mstar.tasks.base import check_split, read_json, resolve_data
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 

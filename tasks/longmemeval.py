@@ -21,10 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mstar.tasks.base import check_split, read_json, resolve_data
-
 from mstar.episodes import Episode, Event, Probe
 from mstar.errors import DataError, UsageError
+from mstar.tasks.base import check_split, read_json, resolve_data
 
 _STR_FIELDS = ("question_id", "question_type", "question", "question_date")
 _LIST_FIELDS = ("haystack_session_ids", "haystack_dates", "haystack_sessions", "answer_session_ids")

@@ -25,11 +25,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mstar.tasks.base import check_split
-from mstar.tasks.synthetic_gen import CATEGORIES, generate_episode
-
 from mstar.episodes import Episode
 from mstar.errors import UsageError
+from mstar.tasks.base import check_split
+from mstar.tasks.synthetic_gen import CATEGORIES, generate_episode
 
 # Split of episode i is _BLOCK[i % 10]: small suites still get a test (from 2) and a val (from 3) episode.
 _BLOCK = ("train", "test", "val", "train", "train", "test", "train", "val", "train", "train")

@@ -19,9 +19,8 @@ import random
 from datetime import date, timedelta
 from typing import Any
 
-from mstar.tasks import synthetic_vocab as V
-
 from mstar.episodes import Episode, Event, Probe
+from mstar.tasks import synthetic_vocab as V
 
 ATTRS = ("job", "city", "pet", "hobby", "car")
 CATEGORIES = ("single-hop", "multi-hop", "temporal", "knowledge-update", "abstention")

@@ -124,9 +124,8 @@ class ScriptedLLMOperator:
 
 def register() -> None:
     """Make the doubles visible to the CLI (used by the subprocess entry point too)."""
-    from mstar.tasks import registry
-
     from mstar.evolve.operators_loader import EXTRA_OPERATORS
+    from mstar.tasks import registry
 
     EXTRA_OPERATORS["jitter"] = JitterOperator
     EXTRA_OPERATORS["scripted_llm"] = ScriptedLLMOperator

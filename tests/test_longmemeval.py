@@ -8,12 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
-from mstar.tasks.longmemeval import LongMemEvalTask, parse_lme_date
-from mstar.tasks.registry import get_task
 
 from mstar.errors import DataError, UsageError
 from mstar.harness.contract import ReadResult
 from mstar.scoring.evidence import EventIndex, score_read
+from mstar.tasks.longmemeval import LongMemEvalTask, parse_lme_date
+from mstar.tasks.registry import get_task
 
 FIXTURE = Path(__file__).parent / "fixtures" / "longmemeval_small.json"
 

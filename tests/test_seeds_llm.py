@@ -257,9 +257,8 @@ def test_mem0_end_to_end_through_the_broker_and_a_stub_llm_server():
 
 def test_llm_seeds_are_skipped_offline_as_needs_model(locomo_path):
     """Offline (no --model) mem0 and mem_alpha are never run, never faked: `needs --model` / a clear error."""
-    from mstar.tasks.registry import get_task
-
     from mstar.cli.eval_cmds import _eval_one
+    from mstar.tasks.registry import get_task
 
     episodes = get_task("locomo", data=locomo_path).episodes("test")[:1]
     for seed in ("mem0", "mem_alpha"):

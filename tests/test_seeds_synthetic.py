@@ -13,7 +13,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from mstar.tasks.registry import get_task
 
 from mstar.embedders import HashingEmbedder
 from mstar.evaluate import EvalConfig, evaluate
@@ -22,6 +21,7 @@ from mstar.harness.loader import load_program, seed_names
 from mstar.harness.smoke import smoke_test
 from mstar.sandbox.inline import InlineBackend
 from mstar.scoring.aggregate import summarize
+from mstar.tasks.registry import get_task
 from mstar.toolkit import Toolkit
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,14 +8,14 @@ import sys
 from datetime import date
 
 import pytest
-from mstar.tasks import synthetic_vocab as V
-from mstar.tasks.registry import get_task
-from mstar.tasks.synthetic import SyntheticTask
-from mstar.tasks.synthetic_gen import ATTRS, CATEGORIES
 
 from mstar.errors import UsageError
 from mstar.harness.contract import ReadResult
 from mstar.scoring.evidence import EventIndex, score_read
+from mstar.tasks import synthetic_vocab as V
+from mstar.tasks.registry import get_task
+from mstar.tasks.synthetic import SyntheticTask
+from mstar.tasks.synthetic_gen import ATTRS, CATEGORIES
 
 _FIELD = re.compile(r"\\\{(\w+)\\\}")
 

@@ -35,7 +35,7 @@ def evolve_cmd(
     data: Annotated[Path | None, typer.Option("--data", help="Data file or folder (else $MSTAR_DATA).")] = None,
     task_opt: Annotated[list[str] | None, typer.Option("--task-opt", "-o", help="Task option KEY=VALUE (split and size options).")] = None,
     budget: Annotated[int, typer.Option("--budget", min=1, help="Context budget in tokens.")] = 1024,
-    metric: Annotated[str, typer.Option("--metric", help="Quality objective: evidence_recall, ndcg@10, session_recall, answer_containment.")] = "evidence_recall",
+    metric: Annotated[str, typer.Option("--metric", help="Quality objective: evidence_recall, ndcg@10, session_recall, answer_containment; with --model also qa_f1, qa_judge (the answer step).")] = "evidence_recall",
     seeds: Annotated[str | None, typer.Option("--seeds", help="Comma-separated seed names (default: every usable seed).")] = None,
     generations: Annotated[int | None, typer.Option("--generations", "-g", min=0, help=f"Stop after N generations (default {DEFAULT_GENERATIONS} when no other limit is given).")] = None,
     children: Annotated[int, typer.Option("--children-per-gen", "--population", min=1, help="Children proposed per generation.")] = 6,

@@ -27,6 +27,7 @@ from mstar.tokens import words
 
 STAGES = ("not_stored", "not_retrieved", "cut_by_budget", "answered_wrong", "over_budget", "error")
 EVIDENCE_CHARS = 300
+ERROR_CHARS = 400  # the tail: a traceback's innermost frames and the exception line
 
 
 def stored_events(dump: list[dict] | None, index: EventIndex, wanted: set[str]) -> set[str] | None:
@@ -76,6 +77,7 @@ def diagnose(episode: Episode, result: EpisodeResult, budget: int) -> list[Faile
             stage=stage, recall=ps.evidence_recall,
             evidence_texts=[_evidence_text(index, e) for e in missing],
             context_excerpt=ps.context_excerpt, answer=None if probe.answer is None else str(probe.answer),
+            error=ps.error[-ERROR_CHARS:] if ps.error else None,
         ))
     return out
 

@@ -27,6 +27,8 @@ class FailedProbe(BaseModel):
     evidence_texts: list[str] = Field(default_factory=list)
     context_excerpt: str = ""
     answer: str | None = None
+    # The tail of the read's error (stage error / over_budget): its traceback names the failing component.
+    error: str | None = None
 
 
 class LineageEntry(BaseModel):

@@ -14,6 +14,11 @@ reads a same-named knob with another meaning); helpers and knobs nothing uses an
 Every child passes the static checks and the smoke run before it is returned; a move that fails
 is dropped and another is tried, up to ``structural_tries`` (default 8), then ``OperatorFailed``.
 Only ``ctx.rng`` is used, so the same stream gives the same child.
+
+Which component to change follows the parent's failure diagnosis (move_policy.py): e.g. probes lost at
+``not_retrieved`` make retrieve / index / expand the likely targets; the note says which stage drove
+the choice. With no diagnosis that points at a component, or ``guided=false`` (ablations), every move
+is equally likely.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from mstar.evolve.operators.components import (
     rename_in_stmt,
     unused_knobs,
 )
+from mstar.evolve.operators.move_policy import Guidance, component_weights
 from mstar.evolve.operators.source_edit import rewrite_knobs, set_knob_defaults
 
 DEFAULT_TRIES = 8
@@ -268,6 +274,40 @@ def validate(source: str) -> None:
             raise MoveError(f"the child calls toolkit.llm but does not declare NEEDS_LLM ({e})") from None
 
 
+def order_moves(moves: list[Move], guidance: Guidance | None, rng) -> list[Move]:
+    """The order in which moves are tried. Unguided: a uniform shuffle. Guided: draw a component by
+    its weight (among those with moves left), then one of its moves uniformly, until none is left."""
+    if guidance is None:
+        moves = list(moves)
+        rng.shuffle(moves)
+        return moves
+    left: dict[str, list[Move]] = {}
+    for m in moves:  # plan order, so the draw is deterministic for a given rng
+        left.setdefault(m.component, []).append(m)
+    out: list[Move] = []
+    while left:
+        comps = list(left)
+        comp = rng.choices(comps, weights=[guidance.weights[c] for c in comps])[0]
+        group = left[comp]
+        out.append(group.pop(rng.randrange(len(group))))
+        if not group:
+            del left[comp]
+    return out
+
+
+def _guided(ctx: OperatorContext) -> bool:
+    """The ``guided`` option (default on); ``--op-opt guided=false`` turns the diagnosis off."""
+    val = ctx.options.get("guided", True)
+    if isinstance(val, bool):
+        return val
+    text = str(val).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise OperatorFailed("bad_option", f"--op-opt guided={val!r}: expected true or false")
+
+
 class StructuralOperator:
     name = "structural"
     needs_llm = False
@@ -297,7 +337,8 @@ class StructuralOperator:
         moves = plan_moves(prog, donors)
         if not moves:
             raise OperatorFailed("no_move", "no donor offers a component that differs from the parent's")
-        ctx.rng.shuffle(moves)
+        guidance = component_weights(parent.failures, {m.component for m in moves}) if _guided(ctx) else None
+        moves = order_moves(moves, guidance, ctx.rng)
         tries = max(1, int(ctx.options.get("structural_tries", DEFAULT_TRIES)))
         errors: list[str] = []
         for move in moves[:tries]:
@@ -317,5 +358,7 @@ class StructuralOperator:
                 continue
             if move.kind == "insert":
                 note[0] = f"+{note[0]} (was identity)"
+            if guidance is not None:
+                note[0] = f"{guidance.reason(move.component)}: {note[0]}"
             return Proposal(source=child, knobs=None, operator=self.name, parents=[parent.id], note="; ".join(note))
         raise OperatorFailed("no_valid_move", f"{min(tries, len(moves))} moves failed: " + " | ".join(errors)[:1500])
