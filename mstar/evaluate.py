@@ -151,6 +151,11 @@ def evaluate_episode(
         if config.collect_dump:
             raw_dump = session.dump()
             result.dump = check_dump(raw_dump) if raw_dump is not None else None
+        # A clean episode (no probe failed either) may hand its sandbox to the program's next episode;
+        # anything else leaves it to ``close()`` below, which kills it.
+        release = getattr(session, "release", None)
+        if release is not None and not any(p.error for p in result.probes):
+            release()
     except CandidateFailure as e:
         result.failure = (e.reason, e.detail)
         for probe in episode.probes:

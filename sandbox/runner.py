@@ -24,6 +24,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -34,6 +35,8 @@ import types
 
 PROTOCOL = 1
 MAIN_PID = os.getpid()
+# The temp dir as the runner starts, before any harness code could change ``tempfile.tempdir``.
+TMP_DIR = os.path.realpath(tempfile.gettempdir())
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")  # the host's one token counter (mstar/tokens.py)
 
 
@@ -284,6 +287,22 @@ class _Flusher:
                 return
 
 
+def _clear_dir(path):
+    # Entries only, never following a link out of the directory (the guard is not armed here).
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
 class Runner:
     def __init__(self, channel):
         self.channel = channel
@@ -292,6 +311,9 @@ class Runner:
         self._flusher = None
 
     def load(self, p):
+        if self.memory is not None:  # a runner reused for the program's next episode: start from an empty /tmp
+            _clear_dir(TMP_DIR)
+            self.memory = None
         module = types.ModuleType(f"mstar_harness_{p.get('name', 'candidate')}")
         module.__file__ = p.get("path", "<harness>")
         try:

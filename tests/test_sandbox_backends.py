@@ -38,7 +38,7 @@ def _scores(results):
 def test_same_numbers_as_inline_on_locomo(backend_name, locomo_path):
     from mstar.tasks.registry import get_task
 
-    episodes = get_task("locomo", data=locomo_path).episodes("test")[:1]
+    episodes = get_task("locomo", data=locomo_path).episodes("test")[:2]  # the second reuses the sandbox
     prog = load_program("bm25")
     cfg = EvalConfig(collect_dump=True)
     inline = evaluate(prog, episodes, get_backend("inline"), Toolkit(), None, cfg)
@@ -47,9 +47,111 @@ def test_same_numbers_as_inline_on_locomo(backend_name, locomo_path):
         boxed = evaluate(prog, episodes, backend, Toolkit(), None, cfg, labels=LABELS)
     finally:
         assert_nothing_left(backend)
-    assert boxed[0].failure is None
+    assert [r.failure for r in boxed] == [None, None]
     assert _scores(boxed) == _scores(inline)
-    assert boxed[0].dump == inline[0].dump
+    assert [r.dump for r in boxed] == [r.dump for r in inline]
+
+
+# Fresh globals and an empty /tmp every episode, even in a reused runner; fails on an event saying BOOM.
+REUSE_SRC = """
+import os, tempfile
+INSTRUCTIONS = "Use the turns."
+SEEN = []
+
+class Memory:
+    def __init__(self, toolkit, knobs):
+        SEEN.append(1)
+        path = os.path.join(tempfile.gettempdir(), "marker")
+        self.had_marker = os.path.exists(path)
+        with open(path, "w") as f:
+            f.write("x")
+        self.events = []
+
+    def write(self, event):
+        self.events.append(event)
+
+    def read(self, query):
+        if any("BOOM" in e["text"] for e in self.events):
+            raise RuntimeError("boom")
+        items = [{"text": e["text"], "sources": [e["id"]]} for e in self.events]
+        head = f"globals={len(SEEN)} marker={self.had_marker}"
+        return {"context": head + "\\n" + "\\n".join(i["text"] for i in items), "items": items}
+"""
+
+
+def _counting(backend):
+    """Count the sandboxes the backend starts (containers created / processes spawned)."""
+    made = []
+    factory = backend.pool.factory
+
+    def counted(*a):
+        t = factory(*a)
+        made.append(t)
+        return t
+
+    backend.pool.factory = counted
+    return made
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_episodes_of_one_program_reuse_one_sandbox(backend_name):
+    backend = make_backend(backend_name, warm=False)
+    made = _counting(backend)
+    prog = program("reuse", source=REUSE_SRC)
+    tiny = episode()
+    boom = tiny.model_copy(update={"events": [tiny.events[0].model_copy(update={"text": "BOOM"}), *tiny.events[1:]]})
+    try:
+        res = evaluate(prog, [episode()] * 4, backend, Toolkit(), None, EvalConfig(limits=LIMITS), labels=LABELS)
+        assert [r.failure for r in res] == [None] * 4
+        assert len(made) == 1  # four episodes, one container / process
+        first = made[0]
+        assert first.alive()
+        # A fifth session on the same runner still sees fresh module globals and an empty /tmp.
+        s = backend.open(prog, {}, Toolkit(), LIMITS, LABELS)
+        assert s.t is first
+        s.write([e.as_input() for e in episode().events])
+        assert s.read(QUERY)[0]["context"].startswith("globals=1 marker=False\n")
+        s.release()
+
+        other = program("reuse2", source=REUSE_SRC + "\n# another program\n")
+        s = backend.open(other, {}, Toolkit(), LIMITS, LABELS)
+        assert s.t is not first and len(made) == 2  # never across programs
+        s.release()
+        s = backend.open(prog, {}, Toolkit(), LIMITS.model_copy(update={"memory_mb": 600}), LABELS)
+        assert s.t is not first and len(made) == 3  # nor with other limits
+        s.close()
+
+        # A failed episode's runner is killed, not reused: the next episode gets a new one.
+        res = evaluate(prog, [boom, episode()], backend, Toolkit(), None, EvalConfig(limits=LIMITS), labels=LABELS)
+        assert res[0].failure[0] == "crash" and res[1].failure is None
+        assert not first.alive()  # the boom episode ran on the reused runner, which is gone now
+        assert len(made) == 4 and made[3].alive()
+        if backend_name == "docker":
+            assert first.cid != made[3].cid
+    finally:
+        assert_nothing_left(backend)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_idle_runners_are_bounded_and_expire(backend_name, monkeypatch):
+    from mstar.sandbox import warm
+
+    monkeypatch.setattr(warm, "REUSE_IDLE_S", 1.0)
+    backend = make_backend(backend_name, warm=False)
+    made = _counting(backend)
+    try:
+        for i in range(3):  # three programs: only the last two stay idle
+            backend.open(program(f"p{i}", source=REUSE_SRC + f"\n# {i}\n"), {}, Toolkit(), LIMITS, LABELS).release()
+        assert [t.alive() for t in made] == [False, True, True]
+        time.sleep(2.0)
+        assert [t.alive() for t in made] == [False, False, False]  # killed by the idle timeout
+        if backend_name == "docker":
+            from mstar.sandbox.docker_backend import REAPER
+
+            REAPER.flush()
+            assert leftover_containers() == []
+    finally:
+        assert_nothing_left(backend)
 
 
 @pytest.mark.docker

@@ -82,6 +82,10 @@ class Tail:
         while self._size - len(self._chunks[0]) >= self.keep:
             self._size -= len(self._chunks.popleft())
 
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._size = 0
+
     def text(self, limit: int = 4000) -> str:
         return b"".join(self._chunks)[-limit:].decode("utf-8", "replace")
 

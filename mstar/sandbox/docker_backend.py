@@ -1,4 +1,5 @@
-"""The ``docker`` backend: one container per session (per episode), the runner speaking over stdio.
+"""The ``docker`` backend: one container per session (per episode; the next episode of the same program
+may reuse it, see warm.py), the runner speaking over stdio.
 
 Every container: no network, read-only root with a size-limited tmpfs /tmp, memory limit = memory+swap
 limit, a pids limit, a CPU quota, all capabilities dropped, no-new-privileges, a non-root user, an
@@ -214,7 +215,7 @@ class DockerBackend:
     name = "docker"
 
     def __init__(self, image: str | None = None, guard: bool = True, warm: bool = True, client: Any = None,
-                 stale_after_s: float | None = STALE_AFTER_S, exited_after_s: float | None = EXITED_AFTER_S):
+                 reuse: bool = True, stale_after_s: float | None = STALE_AFTER_S, exited_after_s: float | None = EXITED_AFTER_S):
         from mstar.sandbox.image import image_tag
 
         try:
@@ -230,8 +231,8 @@ class DockerBackend:
         except docker.errors.ImageNotFound:
             raise UsageError(f"--sandbox docker: image {self.image} is missing: run `mstar sandbox build` "
                              f"(or `mstar sandbox build --local-base` without a registry)") from None
-        self.guard, self.warm = guard, warm
-        self.pool = WarmPool(self._start, enabled=warm)
+        self.guard, self.warm, self.reuse = guard, warm, reuse
+        self.pool = WarmPool(self._start, enabled=warm, reuse=reuse)
         if stale_after_s is not None or exited_after_s is not None:
             cleanup(self.client, older_than_s=stale_after_s, exited_for_s=exited_after_s)
 
@@ -244,7 +245,7 @@ class DockerBackend:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.client = docker_client()
-        self.pool = WarmPool(self._start, enabled=self.warm)
+        self.pool = WarmPool(self._start, enabled=self.warm, reuse=self.reuse)
 
     def _create(self, limits: SessionLimits, labels: dict[str, str], preload: str, spare: bool) -> str:
         api = self.client.api
@@ -299,9 +300,11 @@ class DockerBackend:
 
     def open(self, program, knobs: dict[str, Any], toolkit: Toolkit, limits: SessionLimits,
              labels: dict[str, str] | None = None) -> RpcSession:
-        return RpcSession(self.pool.take(limits, labels or {}, program.source), program, knobs, toolkit, limits)
+        labels = dict(labels or {})
+        return RpcSession(self.pool.take(limits, labels, program.source), program, knobs, toolkit, limits,
+                          give_back=lambda t: self.pool.give_back(t, limits, labels, program.source))
 
     def close(self) -> None:
-        """Kill the warm spare and wait until every container this process stopped is removed."""
+        """Kill the warm spares and idle runners and wait until every container this process stopped is removed."""
         self.pool.close()
         REAPER.flush()

@@ -159,6 +159,32 @@ class ProcessTransport:
         self.conn = Conn(self.proc.stdin.fileno(),
                          {self.proc.stdout.fileno(): lines.feed, self.proc.stderr.fileno(): self.stderr.feed}, lines)
         self._killed = False
+        self._cpu_limit_s = int(limits.episode_timeout_s) + 5  # RLIMIT_CPU, as _limiter sets it
+
+    def reusable(self) -> bool:
+        """Fit for another session: RLIMIT_CPU counts the runner's whole life, so a reused runner that has
+        spent half of it is retired (else an innocent later episode would die of SIGXCPU). Unknown: no."""
+        used = self._cpu_s()
+        return used is not None and used < self._cpu_limit_s / 2
+
+    def _cpu_s(self) -> float | None:
+        """CPU seconds of the busiest process on the chain unshare -> (sh ->) python (each has one child)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        pid, most = self.proc.pid, None
+        for _ in range(4):
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                cpu = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+                with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+                    kids = f.read().split()
+            except (OSError, IndexError, ValueError):
+                return None
+            most = cpu if most is None else max(most, cpu)
+            if len(kids) != 1:
+                break
+            pid = int(kids[0])
+        return most
 
     def alive(self) -> bool:
         return self.proc.poll() is None and self.conn.quiet()
@@ -220,9 +246,9 @@ class ProcessTransport:
 class ProcessBackend:
     name = "process"
 
-    def __init__(self, guard: bool = True, warm: bool = True, warn: bool = True):
+    def __init__(self, guard: bool = True, warm: bool = True, warn: bool = True, reuse: bool = True):
         self.guard = guard
-        self.pool = WarmPool(self._start, enabled=warm)
+        self.pool = WarmPool(self._start, enabled=warm, reuse=reuse)
         if warn:
             warn_if_weak()
 
@@ -248,8 +274,10 @@ class ProcessBackend:
 
     def open(self, program, knobs: dict[str, Any], toolkit: Toolkit, limits: SessionLimits,
              labels: dict[str, str] | None = None) -> RpcSession:
-        return RpcSession(self.pool.take(limits, labels or {}, program.source), program, knobs, toolkit, limits)
+        labels = dict(labels or {})
+        return RpcSession(self.pool.take(limits, labels, program.source), program, knobs, toolkit, limits,
+                          give_back=lambda t: self.pool.give_back(t, limits, labels, program.source))
 
     def close(self) -> None:
-        """Kill the warm spare. Sessions are closed by their own ``close()``."""
+        """Kill the warm spares and idle runners. Sessions are closed by their own ``close()``."""
         self.pool.close()

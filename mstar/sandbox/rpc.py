@@ -55,8 +55,9 @@ def _json_safe_kw(kw: Any) -> dict[str, Any]:
 
 class RpcSession:
     def __init__(self, transport: Transport, program: HarnessProgram, knobs: dict[str, Any], toolkit: Toolkit,
-                 limits: SessionLimits):
+                 limits: SessionLimits, give_back: Callable[[Transport], None] | None = None):
         self.t = transport
+        self._give_back = give_back
         self.toolkit = toolkit
         self.limits = limits
         self.program = program
@@ -106,6 +107,20 @@ class RpcSession:
 
     def dump(self) -> list[dict[str, Any]] | None:
         return self._call("dump", {}).get("value")
+
+    def release(self) -> None:
+        """The episode ended cleanly: hand the runner back for the next session of the same program
+        (``give_back`` decides; warm.py), or close when anything went wrong in this session."""
+        if self._closed:
+            return
+        if self._dead is not None or self._give_back is None:
+            return self.close()
+        self._closed = True
+        try:
+            self._give_back(self.t)
+        except BaseException:
+            self.t.kill()
+            raise
 
     def close(self) -> None:
         if self._closed:
