@@ -107,14 +107,21 @@ def test_mstar_eval_with_model_and_api_base_reports_answer_metrics_stub_llm(tmp_
     import sys
 
     server = StubServer(lambda body: "yes" if body["messages"][-1]["content"].startswith("Question:") else "Lisbon")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "MSTAR_CACHE_DIR"}
+    cmd = [sys.executable, "-m", "mstar.cli.main", "eval", "bm25", "--task", "synthetic", "--split", "test",
+           "--limit", "1", "--sandbox", "inline", "--model", "openai/stub", "--api-base", server.url, "--json"]
     try:
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-        out = subprocess.run(
-            [sys.executable, "-m", "mstar.cli.main", "eval", "bm25", "--task", "synthetic", "--split", "test",
-             "--limit", "1", "--sandbox", "inline", "--model", "openai/stub", "--api-base", server.url, "--json"],
-            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+        asked = len(server.requests)
+        # The same evaluation again is answered from the persistent cache (.mstar/llm-cache.db).
+        again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     finally:
         server.close()
+    quality = ("evidence_recall", "qa_f1", "qa_judge")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [json.loads(again.stdout)["overall"][k] for k in quality] == [json.loads(out.stdout)["overall"][k]
+                                                                          for k in quality]
+    assert len(server.requests) == asked and (tmp_path / ".mstar" / "llm-cache.db").is_file()
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout)
     assert res["overall"]["qa_judge"] == 1.0  # the stub's judge says yes to everything

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from mstar.errors import UsageError
@@ -31,7 +33,10 @@ def build_toolkit(model: str | None = None, api_base: str | None = None, embed_m
         # LLM and litellm embedding calls go through the broker: cache, retries, cost ledger.
         from mstar.broker import Broker
 
-        return Broker(model, api_base=api_base, embed_model=embed_model,
+        # A persistent cache: evaluating the same harness again with the same model costs nothing.
+        cache = Path(os.environ.get("MSTAR_CACHE_DIR", ".mstar")) / "llm-cache.db"
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        return Broker(model, api_base=api_base, embed_model=embed_model, cache_path=cache,
                       embedder=None if embed_model else default_embedder()).toolkit()
     embedder = default_embedder()
     return Toolkit(embed=embedder, embedder_name=embedder.name)
