@@ -110,6 +110,28 @@ def test_same_seed_same_lineage_and_scores_on_inline_and_ray(tmp_path, ray_insta
         assert json.loads((tmp_path / run / "config.json").read_text())["embedder"] == "hashing"
 
 
+def test_dense_scores_the_same_inline_and_on_ray(episodes, ray_instance):
+    from mstar.embedders import HashingEmbedder
+
+    def scores(results) -> dict:
+        return {(jr.job.episode_id, p.probe_id): (p.evidence_recall, p.ndcg, p.context_tokens, p.listed)
+                for jr in results for p in jr.result.probes}
+
+    jobs = seed_jobs("dense", sorted(episodes))
+    cfg = EvalConfig(budget=20)
+    from mstar.sandbox.registry import get_backend
+
+    inline = scores(InlineExecutor(episodes, get_backend("inline"), Toolkit(embed=HashingEmbedder()), cfg).map(jobs))
+    ex = ray_executor(episodes, "inline", toolkit=Toolkit(embed=HashingEmbedder()), config=cfg)
+    try:
+        on_ray = scores(ex.map(jobs))
+    finally:
+        ex.close()
+    failed = {k: v for k, v in on_ray.items() if v[2] == 0}
+    assert on_ray == inline and len(inline) > 20, f"episodes failed on ray: {sorted({k[0] for k in failed})}"
+    assert any(r for r, *_ in inline.values())  # dense found evidence: the embeddings did something
+
+
 def test_evolve_end_to_end_on_ray_with_the_process_sandbox(tmp_path, ray_instance):
     out = evolve(tmp_path, "proc", "ray", sandbox="process", generations=1)
     assert out["stop_reason"] == "generation limit (1)"
@@ -293,27 +315,6 @@ def test_import_mstar_does_not_import_ray():
 
 
 # --- one embedder per run ------------------------------------------------------------------------------
-def test_dense_scores_the_same_inline_and_on_ray(episodes, ray_instance):
-    from mstar.embedders import HashingEmbedder
-
-    def scores(results) -> dict:
-        return {(jr.job.episode_id, p.probe_id): (p.evidence_recall, p.ndcg, p.context_tokens, p.listed)
-                for jr in results for p in jr.result.probes}
-
-    jobs = seed_jobs("dense", sorted(episodes))
-    cfg = EvalConfig(budget=20)
-    from mstar.sandbox.registry import get_backend
-
-    inline = scores(InlineExecutor(episodes, get_backend("inline"), Toolkit(embed=HashingEmbedder()), cfg).map(jobs))
-    ex = ray_executor(episodes, "inline", toolkit=Toolkit(embed=HashingEmbedder()), config=cfg)
-    try:
-        on_ray = scores(ex.map(jobs))
-    finally:
-        ex.close()
-    assert on_ray == inline and len(inline) > 20
-    assert any(r for r, *_ in inline.values())  # dense found evidence: the embeddings did something
-
-
 EMBED_PROBE_HARNESS = '''
 INSTRUCTIONS = "x"
 KNOBS = {}
