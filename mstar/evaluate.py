@@ -117,14 +117,13 @@ def evaluate_episode(
                     qa = answer_and_judge(toolkit.llm, program.instructions, res.context, probe,
                                           judge=config.qa == "judge")
                     ps.answer, ps.qa_f1, ps.qa_judge = qa["answer"], qa["qa_f1"], qa["qa_judge"]
-                    if not ps.context_excerpt:  # kept for an "answered wrong" diagnosis
-                        ps.context_excerpt = res.context[:EXCERPT_CHARS]
                 elif qa_on:
                     zero_qa(ps, probe)
-                if ps.evidence_recall is not None and ps.evidence_recall < 1.0:
+                recall_missed = ps.evidence_recall is not None and ps.evidence_recall < 1.0
+                if recall_missed or (qa_on and not ps.error):  # kept for diagnosis ("answered wrong" too)
                     ps.context_excerpt = res.context[:EXCERPT_CHARS]
-                    if config.diagnose_factor > 1 and not ps.error:
-                        missed.append((probe, ps))
+                if recall_missed and config.diagnose_factor > 1 and not ps.error:
+                    missed.append((probe, ps))
                 result.probes.append(ps)
                 done.add(probe.id)
             if missed:

@@ -61,7 +61,8 @@ def diagnose(episode: Episode, result: EpisodeResult, budget: int) -> list[Faile
     out = []
     for ps in missed:
         probe = probes[ps.probe_id]
-        missing = [e for e in probe.evidence if e not in set(ps.credited)]
+        credited = set(ps.credited)
+        missing = [e for e in probe.evidence if e not in credited]
         if ps.error:
             stage = "over_budget" if ps.error.startswith("over_budget") else "error"
         elif not _recall_missed(ps):
