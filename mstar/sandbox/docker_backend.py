@@ -22,9 +22,8 @@ from typing import Any
 from mstar.errors import CandidateFailure, UsageError
 from mstar.sandbox.base import SessionLimits
 from mstar.sandbox.channel import Conn, Demux, LineBuffer, Tail
-from mstar.sandbox.rpc import RpcSession
+from mstar.sandbox.rpc import PooledBackend
 from mstar.sandbox.warm import WarmPool
-from mstar.toolkit import Toolkit
 
 RUN_LABEL = "mstar.run"
 CREATED_LABEL = "mstar.created"
@@ -211,7 +210,7 @@ class DockerTransport:
         REAPER.put(self.cid)
 
 
-class DockerBackend:
+class DockerBackend(PooledBackend):
     name = "docker"
 
     def __init__(self, image: str | None = None, guard: bool = True, warm: bool = True, client: Any = None,
@@ -293,16 +292,6 @@ class DockerBackend:
                 raise CandidateFailure("sandbox_error", f"cannot start the container: {e}") from None
             raise
         return transport
-
-    def prewarm(self, program, limits: SessionLimits, labels: dict[str, str] | None = None) -> None:
-        """Start a sandbox for ``program``'s first session now, in the background."""
-        self.pool.prewarm(limits, labels or {}, program.source)
-
-    def open(self, program, knobs: dict[str, Any], toolkit: Toolkit, limits: SessionLimits,
-             labels: dict[str, str] | None = None) -> RpcSession:
-        labels = dict(labels or {})
-        return RpcSession(self.pool.take(limits, labels, program.source), program, knobs, toolkit, limits,
-                          give_back=lambda t: self.pool.give_back(t, limits, labels, program.source))
 
     def close(self) -> None:
         """Kill the warm spares and idle runners and wait until every container this process stopped is removed."""

@@ -25,16 +25,14 @@ import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from mstar.errors import CandidateFailure
 from mstar.sandbox import cgroup
 from mstar.sandbox.base import SessionLimits
 from mstar.sandbox.cgroup import Cgroup
 from mstar.sandbox.channel import Conn, LineBuffer, Tail
-from mstar.sandbox.rpc import RpcSession
+from mstar.sandbox.rpc import PooledBackend
 from mstar.sandbox.warm import WarmPool
-from mstar.toolkit import Toolkit
 
 # Runs inside the new mount namespace, before the runner: every mount read-only, a tmpfs as cwd.
 # Mount points in /proc/self/mountinfo escape blanks as \040; printf %b undoes that.
@@ -243,7 +241,7 @@ class ProcessTransport:
         shutil.rmtree(self.cwd, ignore_errors=True)
 
 
-class ProcessBackend:
+class ProcessBackend(PooledBackend):
     name = "process"
 
     def __init__(self, guard: bool = True, warm: bool = True, warn: bool = True, reuse: bool = True):
@@ -267,16 +265,6 @@ class ProcessBackend:
         except OSError as e:
             shutil.rmtree(cwd, ignore_errors=True)
             raise CandidateFailure("sandbox_error", f"cannot start the runner: {e}") from None
-
-    def prewarm(self, program, limits: SessionLimits, labels: dict[str, str] | None = None) -> None:
-        """Start a sandbox for ``program``'s first session now, in the background."""
-        self.pool.prewarm(limits, labels or {}, program.source)
-
-    def open(self, program, knobs: dict[str, Any], toolkit: Toolkit, limits: SessionLimits,
-             labels: dict[str, str] | None = None) -> RpcSession:
-        labels = dict(labels or {})
-        return RpcSession(self.pool.take(limits, labels, program.source), program, knobs, toolkit, limits,
-                          give_back=lambda t: self.pool.give_back(t, limits, labels, program.source))
 
     def close(self) -> None:
         """Kill the warm spares and idle runners. Sessions are closed by their own ``close()``."""

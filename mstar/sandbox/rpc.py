@@ -249,3 +249,21 @@ class RpcSession:
             raise self._fail("timeout", f"{method}: the sandbox stopped reading") from None
         except OSError:
             raise self._eof(str(method)) from None
+
+
+class PooledBackend:
+    """What the docker and process backends share: sessions are RpcSessions over runners taken from
+    their ``WarmPool`` (a spare, an idle runner of the same program, or a fresh start) and given back
+    to it when an episode ends cleanly. A subclass sets ``self.pool``."""
+
+    pool: Any
+
+    def prewarm(self, program: HarnessProgram, limits: SessionLimits, labels: dict[str, str] | None = None) -> None:
+        """Start a sandbox for ``program``'s first session now, in the background."""
+        self.pool.prewarm(limits, labels or {}, program.source)
+
+    def open(self, program: HarnessProgram, knobs: dict[str, Any], toolkit: Toolkit, limits: SessionLimits,
+             labels: dict[str, str] | None = None) -> RpcSession:
+        labels = dict(labels or {})
+        return RpcSession(self.pool.take(limits, labels, program.source), program, knobs, toolkit, limits,
+                          give_back=lambda t: self.pool.give_back(t, limits, labels, program.source))
