@@ -285,6 +285,42 @@ def test_no_new_task_starts_once_the_caller_stops_iterating(episodes, ray_instan
         ex.close()
 
 
+def _dead(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def test_a_worker_whose_task_was_cancelled_never_runs_another(tmp_path, episodes, ray_instance):
+    """``ray.cancel`` interrupts a running task with KeyboardInterrupt, which can land inside an import
+    and leave that interpreter broken (seen: numpy's lazy submodules recursing without end in every
+    later task of that worker). So a worker whose task was interrupted must exit, not be reused."""
+    pidfile = tmp_path / "pid"
+    sleepy = HUNG_HARNESS.replace("import time\n", "import os\nimport time\n").replace(
+        "time.sleep(3600)", f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+        # Short sleeps: Ray's interrupt is a simulated SIGINT, seen between bytecodes, not inside one sleep.
+        "        for _ in range(72000):\n            time.sleep(0.05)")
+    ex = ray_executor(episodes, "inline")
+    try:
+        it = ex.map([EvalJob("sleepy", sleepy, {}, "tiny-0", "train"), *seed_jobs("recency", ["tiny-1"])])
+        assert next(it).job.program_id == "recency"
+        deadline = time.monotonic() + 60
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pid = int(pidfile.read_text())
+        it.close()  # cancels the sleeper in the middle of its read
+        deadline = time.monotonic() + 30
+        while not _dead(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _dead(pid), "the interrupted worker is still alive and would be handed the next task"
+        # The executor goes on with fresh workers.
+        out = list(ex.map(seed_jobs("bm25", ["tiny-0", "tiny-1", "tiny-2"])))
+        assert [jr.result.failure for jr in out] == [None, None, None]
+    finally:
+        ex.close()
+
+
 def test_results_match_inline_on_docker(episodes, ray_instance):
     from mstar.sandbox.registry import auto_choice, get_backend
 

@@ -7,7 +7,8 @@ instance or an existing cluster.
 - ``map`` keeps a bounded window of tasks in flight and tops it up only while the caller iterates, so
   once the caller stops, no new task starts; ``ray.wait(num_returns=1)`` yields results as they end.
 - Deadlines are the sandbox's (``SessionLimits``): a hung harness is killed by its backend and comes
-  back as a failed result with reason ``timeout``. ``ray.cancel`` is only used for leftovers on close.
+  back as a failed result with reason ``timeout``. ``ray.cancel`` is only used for leftovers on close,
+  and a worker whose task it interrupted exits instead of serving another one.
 - A task whose worker process dies is retried by Ray (``max_retries``); its LLM calls are then served
   from the broker actor's cache (see ``ray_broker``). A job that keeps killing its worker is recorded
   as a failed candidate (reason ``worker_lost``) and the run goes on.
@@ -198,9 +199,26 @@ def _worker_toolkit(spec: WorkerSpec, call_id: str) -> Toolkit:
 
 def run_job(job: EvalJob, episode: Episode, spec: WorkerSpec, call_id: str) -> tuple[EpisodeResult, int]:
     """The body of one Ray task: evaluate one program on one episode in this worker's sandbox."""
-    res = evaluate_episode(_program(job), episode, _backend(spec), _worker_toolkit(spec, call_id), job.knobs,
-                           spec.config, labels=dict(spec.labels))
+    try:
+        res = evaluate_episode(_program(job), episode, _backend(spec), _worker_toolkit(spec, call_id), job.knobs,
+                               spec.config, labels=dict(spec.labels))
+    except KeyboardInterrupt:
+        _retire_worker()
+        raise
     return res, os.getpid()
+
+
+def _retire_worker() -> None:
+    """End this worker after ``ray.cancel`` interrupted its task (the session was closed on the way out).
+
+    The interrupt lands at any bytecode, an import included: a module can be left in ``sys.modules``
+    but missing from its parent package, and every later use of it fails (numpy's lazy submodules
+    then recurse without end). Ray would hand this interpreter the next task; a fresh one costs a
+    worker start. Cancelled tasks are not retried, so exiting loses nothing."""
+    try:
+        _close_backends()  # warm spares: Ray does not run atexit hooks for a worker that exits this way
+    finally:
+        os._exit(0)
 
 
 class _LostBackend:
