@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mstar.broker import Broker, LLMCallError
+from mstar.broker import Broker, LLMCallError, LLMReply
 from mstar.embedders import HashingEmbedder
 from mstar.errors import BudgetExceeded, LLMUnavailable
 
@@ -80,14 +80,41 @@ def test_broker_mock_llm_cache_and_ledger(tmp_path):
 
 def test_broker_mock_llm_budget_refuses_the_crossing_call():
     b = Broker("gpt-4o-mini", budget_usd=0.001, litellm_kwargs=MOCK)
-    with pytest.raises(BudgetExceeded, match="could cost"):
-        b.llm("hello", max_tokens=100_000)  # worst case > budget: refused before any call
-    assert b.calls() == []
     b.llm("hello", max_tokens=10)  # small enough
-    b.spent = 0.001  # as if that call had used the budget up
-    with pytest.raises(BudgetExceeded):
-        b.llm("another question", max_tokens=1)
-    assert b.exhausted or b.spent >= b.budget
+    assert not b.exhausted and 0 < b.spent < 0.001
+    with pytest.raises(BudgetExceeded, match="could cost"):
+        b.llm("hello again", max_tokens=100_000)  # worst case > what is left: refused before any call
+    assert [c.cached for c in b.calls()] == [False] and b.exhausted
+    with pytest.raises(BudgetExceeded, match="no further calls"):
+        b.llm("a small one", max_tokens=1)  # the budget is over: the run stops asking
+    assert len(b.calls()) == 1 and b.spent < 0.001
+
+
+def test_broker_budget_holds_calls_in_flight_scripted_model():
+    """Concurrent calls (the Ray broker actor serves several workers at once) cannot cross the budget
+    together: each holds its estimate until its cost is recorded. The model is a scripted function."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow_model(messages, **params):
+        if messages[0]["content"] == "first":
+            started.set()
+            release.wait(10)
+        return LLMReply(text="ok", prompt_tokens=1, completion_tokens=1, cost=0.3)
+
+    b = Broker("scripted", backend=slow_model, budget_usd=0.7)
+    b.max_call = 0.4  # as if a call of this run had cost 0.4: the next ones are assumed to cost as much
+    t = threading.Thread(target=b.llm, args=("first",))
+    t.start()
+    assert started.wait(10)
+    with pytest.raises(BudgetExceeded, match="in flight"):
+        b.llm("second")  # 0.4 held + 0.4 > 0.7
+    assert not b.exhausted  # refused for the call in flight only
+    release.set()
+    t.join(10)
+    assert b.spent == pytest.approx(0.3) and b.llm("third") == "ok"  # 0.3 + 0.4 <= 0.7
+    with pytest.raises(BudgetExceeded, match="no further calls"):
+        b.llm("fourth")  # 0.6 + 0.4 > 0.7
+    assert b.exhausted and b.spent == pytest.approx(0.6)
 
 
 def test_broker_no_model_is_unavailable_and_params_are_allow_listed():

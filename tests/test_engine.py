@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from evolve_helpers import JitterOperator, ScriptedLLMOperator, TinyTask
 
+from mstar.broker import LLMReply
 from mstar.evolve.config import EvolveConfig, StopConfig
 from mstar.evolve.engine import Engine
-from mstar.evolve.ledger import LLMReply
 from mstar.evolve.operators.base import OperatorFailed, Proposal
 from mstar.evolve.store import RunStore
 
@@ -188,16 +188,17 @@ def test_budget_stop_mock_llm(tmp_path):
 
 def test_budget_stop_with_litellm_mock_response_mock_llm(tmp_path):
     """The real litellm backend with ``mock_response``: no network, costs from litellm's price table."""
-    from mstar.evolve.ledger import LiteLLMBackend
+    from mstar.broker import LiteLLMBackend
 
     class MockReplies(ScriptedLLMOperator):
         def propose(self, parents, ctx):
             real = ctx.llm
-            ctx.llm = lambda messages, **kw: real(messages, mock_response="raise top_k", **kw)
+            # Capped: the budget holds each call's worst case (prompt + max_tokens) until it is paid.
+            ctx.llm = lambda messages, **kw: real(messages, mock_response="raise top_k", max_tokens=5, **kw)
             return super().propose(parents, ctx)
 
     backend = LiteLLMBackend("gpt-4o-mini")
-    per_call = backend([{"role": "user", "content": "x"}], mock_response="raise top_k").cost
+    per_call = backend([{"role": "user", "content": "x"}], mock_response="raise top_k", max_tokens=5).cost
     assert per_call > 0
     cfg = config("l", operators={"scripted_llm": 1.0}, model="gpt-4o-mini",
                  stops=StopConfig(generations=20, budget_usd=per_call * 3.5))
@@ -245,6 +246,23 @@ def test_ledger_caches_records_and_refuses_before_crossing(tmp_path):
     assert [r[2] for r in rows] == [0, 1, 0, 0] and rows[0][0] == "operator:x"
     with pytest.raises(LLMUnavailable):
         Ledger(store, None).call("x", "hi")
+
+
+def test_ledger_is_the_broker_harness_calls_are_allow_listed(tmp_path):
+    """A harness in an evolve run must not redirect the host's call (``api_base``, ``base_url``: the key
+    would go with it) or pick the model; the host's own callers (operators, scoring) are trusted."""
+    from mstar.evolve.ledger import Ledger
+
+    seen: list[dict] = []
+    ledger = Ledger(RunStore(tmp_path), lambda m, **kw: seen.append(kw) or LLMReply(text="ok"), "mock")
+    for bad in ({"api_base": "http://evil.example"}, {"base_url": "http://evil.example"}, {"model": "gpt-4"},
+                {"api_key": "x"}, {"mock_response": "fake"}):
+        with pytest.raises(ValueError, match="not allowed"):
+            ledger.fn("harness")("hi", **bad)
+    assert seen == []
+    assert ledger.fn("harness")("hi", temperature=0, max_tokens=5) == "ok"
+    assert ledger.fn("operator:x")("hi", mock_response="fine for host code") == "ok"
+    assert seen == [{"temperature": 0, "max_tokens": 5}, {"mock_response": "fine for host code"}]
 
 
 def test_diagnoses_reach_the_store_and_the_parent_views(tmp_path, monkeypatch):

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from llm_stub import StubServer
 
-from mstar.evolve.ledger import Ledger, LiteLLMBackend, LLMReply
+from mstar.broker import LiteLLMBackend, LLMReply
+from mstar.evolve.ledger import Ledger
 from mstar.evolve.operators.base import FailedProbe, LineageEntry, OperatorContext, OperatorFailed, ParentView
 from mstar.evolve.operators.llm_reflect import LLMReflect
 from mstar.evolve.store import RunStore

@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from evolve_helpers import JitterOperator, TinyTask
 
+from mstar.broker import LLMReply
 from mstar.evaluate import EvalConfig
 from mstar.evolve.config import EvolveConfig, StopConfig
 from mstar.evolve.engine import Engine
 from mstar.evolve.executor import EvalJob, InlineExecutor
-from mstar.evolve.ledger import Ledger, LLMReply
+from mstar.evolve.ledger import Ledger
 from mstar.evolve.store import RunStore
 from mstar.harness.knobs import defaults
 from mstar.harness.loader import load_program

@@ -5,7 +5,7 @@ breed.py      one proposal: operator, parents, checks             cascade.py  ev
 population.py islands and migration                               archive.py  the Pareto archive
 sampling.py   parent weights (rank x few children)                novelty.py  near-duplicate filter
 scores.py     per-episode aggregates, diagnosis adapter           store.py    run.db, config.json, best.py
-executor.py   the Executor protocol and `inline`                  ledger.py   LLM calls: cache, cost, hard budget
+executor.py   the Executor protocol and `inline`                  ledger.py   the broker over run.db (cache, cost)
 stops.py      limits, Ctrl-C, the STOP file                       live.py     the rich live view / plain log lines
 config.py     EvolveConfig (config.json)                          operators/  the variation operators
 """

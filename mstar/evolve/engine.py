@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mstar.broker import Backend, LiteLLMBackend
 from mstar.embedders import default_embedder
 from mstar.errors import HarnessError, UsageError
 from mstar.evaluate import EvalConfig
@@ -30,7 +31,7 @@ from mstar.evolve.cascade import Evaluator, Interrupted, Target, choose_episodes
 from mstar.evolve.config import EvolveConfig, settle_embedder
 from mstar.evolve.executor import Executor, make_executor
 from mstar.evolve.final import finish
-from mstar.evolve.ledger import Backend, Ledger, LiteLLMBackend
+from mstar.evolve.ledger import Ledger
 from mstar.evolve.live import View
 from mstar.evolve.novelty import NoveltyFilter
 from mstar.evolve.operators_loader import load_operators
@@ -45,6 +46,7 @@ from mstar.toolkit import Toolkit
 
 # Missed probes are read again at 4x the budget to tell "cut by the budget" from "not retrieved".
 DIAGNOSE_FACTOR = 4
+OPERATOR_TIMEOUT_S = 120.0  # a whole program rewritten by the model takes a while to generate
 
 
 class Engine:
@@ -72,7 +74,8 @@ class Engine:
         self.splits = {s: self._suite.episodes(s) for s in ("train", "val", "test")}
         if not self.splits["train"]:
             raise UsageError(f"--task {cfg.task}: the train split is empty; evolution needs train episodes")
-        backend = self._llm_backend or (LiteLLMBackend(cfg.model, cfg.api_base) if cfg.model else None)
+        backend = self._llm_backend or (
+            LiteLLMBackend(cfg.model, cfg.api_base, timeout_s=OPERATOR_TIMEOUT_S) if cfg.model else None)
         self._has_llm = backend is not None
         if cfg.metric in LLM_METRICS and not self._has_llm:
             raise UsageError(f"--metric {cfg.metric}: needs the answer step, i.e. an LLM (pass --model)")

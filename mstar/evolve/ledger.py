@@ -1,112 +1,67 @@
-"""The run's LLM ledger: every model call (operators' and harnesses') goes through it, is cached,
-recorded in ``llm_calls`` with its tokens and cost, and refused once the hard USD budget would be crossed.
+"""The run's LLM ledger: the broker (``mstar.broker``) with its cache and its ledger in the run's
+``run.db`` (tables ``llm_cache`` and ``llm_calls``, DESIGN §9).
 
-The budget is never crossed: a call is refused unless ``spent + estimate <= budget``, where the
-estimate is the largest cost a single call of this run has had so far (a conservative guess of the
-next one). A refused call raises ``BudgetExceeded`` and marks the ledger ``exhausted``; the engine
-then stops. The host broker (sandbox issue) will do the same per call; the ledger stays the record.
-
-The backend is any callable ``(messages, **kw) -> LLMReply``: ``LiteLLMBackend`` for real models (any
-litellm model string, ``api_base`` for a local OpenAI-compatible server), a scripted function in tests.
+Every model call of an evolve run -- operators', the QA scorer's, harnesses' from any sandbox or Ray
+worker -- goes through one of these: cached, recorded with its tokens and cost, and refused before it
+could cross the hard USD budget (``BudgetExceeded``; once no call of the run's usual size fits, the
+ledger is ``exhausted`` and the engine stops). Being in ``run.db``, the cache and the spend survive a
+``kill -9``: a resumed run gets the answers it already paid for, at no cost, and its budget counts what
+was spent before.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import threading
-from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
-
-from mstar.errors import BudgetExceeded
+from mstar.broker import Backend, Broker, CallRecord
 
 
-class LLMReply(BaseModel):
-    text: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    model: str = ""
+class RunStoreCalls:
+    """A ``CallStore`` over a ``RunStore`` (one run per ``run.db``, so ``run`` is not stored)."""
 
-
-Backend = Callable[..., LLMReply]
-
-
-class LiteLLMBackend:
-    def __init__(self, model: str, api_base: str | None = None, timeout: float = 120.0):
-        self.model = model
-        self.api_base = api_base
-        self.timeout = timeout
-
-    def __call__(self, messages: list[dict[str, Any]], **kw: Any) -> LLMReply:
-        # The price table shipped with litellm: no fetch at import (offline machines wait seconds for
-        # it to fail), and costs that do not change under a run's feet.
-        from mstar.broker import _litellm, local_server_key
-
-        litellm = _litellm()
-        resp = litellm.completion(model=self.model, messages=messages, api_base=self.api_base,
-                                  timeout=self.timeout, num_retries=2, **local_server_key(self.api_base, kw), **kw)
-        usage = getattr(resp, "usage", None)
-        try:
-            cost = float(litellm.completion_cost(completion_response=resp) or 0.0)
-        except Exception:  # unknown price (local server): counted as free, tokens still recorded
-            cost = 0.0
-        return LLMReply(text=resp.choices[0].message.content or "", model=self.model, cost=cost,
-                        prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                        completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
-
-
-class Ledger:
-    def __init__(self, store: Any, backend: Backend | None, model: str = "", budget_usd: float | None = None):
+    def __init__(self, store: Any):
         self.store = store
-        self.backend = backend
-        self.model = model
-        self.budget = budget_usd
-        self.tokens, self.spent = store.llm_totals() if store is not None else (0, 0.0)
-        self.max_call = 0.0
-        self.exhausted = False
-        self._lock = threading.Lock()  # executors may call from worker threads
 
-    @property
-    def available(self) -> bool:
-        return self.backend is not None
+    def cache_get(self, key: str) -> dict[str, Any] | None:
+        return self.store.cache_get(key)
 
-    def _key(self, messages: Any, kw: dict[str, Any]) -> str:
-        blob = json.dumps({"m": self.model, "msgs": messages, "kw": kw}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()
+    def cache_put(self, key: str, kind: str, response: dict[str, Any]) -> None:
+        self.store.cache_put(key, response)
 
-    def call(self, purpose: str, messages: list[dict[str, Any]] | str, **kw: Any) -> str:
-        if self.backend is None:
-            from mstar.errors import LLMUnavailable
+    def record(self, rec: CallRecord) -> None:
+        self.store.add_llm_call(rec.purpose, rec.model, rec.prompt_tokens, rec.completion_tokens, rec.cost, rec.cached)
 
-            raise LLMUnavailable("this run has no model: pass --model to enable LLM calls")
-        if isinstance(messages, str):
-            messages = [{"role": "user", "content": messages}]
-        # Sampling calls (temperature > 0 with a seed of their own) are still cached by their exact
-        # arguments: a resumed run asking the same thing gets the same answer, which keeps it exact.
-        key = self._key(messages, kw)
-        cached = self.store.cache_get(key) if self.store is not None else None
-        if cached is not None:
-            if self.store is not None:
-                self.store.add_llm_call(purpose, self.model, 0, 0, 0.0, True)
-            return cached["text"]
-        with self._lock:
-            if self.budget is not None and self.spent + self.max_call > self.budget:
-                self.exhausted = True
-                raise BudgetExceeded(f"LLM budget: ${self.spent:.4f} spent of ${self.budget:g}; the next call could cross it")
-        reply = self.backend(messages, **kw)
-        with self._lock:
-            self.spent += reply.cost
-            self.tokens += reply.prompt_tokens + reply.completion_tokens
-            self.max_call = max(self.max_call, reply.cost)
-        if self.store is not None:
-            self.store.add_llm_call(purpose, reply.model or self.model, reply.prompt_tokens, reply.completion_tokens,
-                                    reply.cost, False)
-            self.store.cache_put(key, {"text": reply.text})
-        return reply.text
+    def spent(self, run: str) -> tuple[int, float]:
+        return self.store.llm_totals()
 
-    def fn(self, purpose: str) -> Callable[..., str]:
-        """A plain ``llm(messages, **kw) -> str`` for one purpose (``operator:llm_reflect``, ``harness``)."""
-        return lambda messages, **kw: self.call(purpose, messages, **kw)
+    def calls(self, run: str) -> list[CallRecord]:
+        rows = self.store.conn.execute("SELECT ts, purpose, model, prompt_tokens, completion_tokens, cost, cached "
+                                       "FROM llm_calls ORDER BY id").fetchall()
+        return [CallRecord(ts=r[0], run=run, purpose=r[1], kind="llm", model=r[2], prompt_tokens=r[3],
+                           completion_tokens=r[4], cost=r[5], cached=bool(r[6])) for r in rows]
+
+
+class _Forgetful:
+    """No run store (a dry engine in tests): nothing cached, nothing kept."""
+
+    def cache_get(self, key: str) -> dict[str, Any] | None:
+        return None
+
+    def cache_put(self, key: str, kind: str, response: dict[str, Any]) -> None:
+        pass
+
+    def record(self, rec: CallRecord) -> None:
+        pass
+
+    def spent(self, run: str) -> tuple[int, float]:
+        return 0, 0.0
+
+    def calls(self, run: str) -> list[CallRecord]:
+        return []
+
+
+class Ledger(Broker):
+    def __init__(self, store: Any, backend: Backend | None, model: str = "", budget_usd: float | None = None):
+        super().__init__(model or None, budget_usd=budget_usd, backend=backend,
+                         store=RunStoreCalls(store) if store is not None else _Forgetful())
+        self.store = store  # the RunStore: the Ray executor opens the same run.db in its broker actor

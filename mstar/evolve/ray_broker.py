@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mstar.evolve.ledger import Backend, Ledger, LLMReply
+from mstar.broker import Backend, LLMReply
+from mstar.evolve.ledger import Ledger
 
 
 class _ThreadStores:
