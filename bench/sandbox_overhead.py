@@ -40,7 +40,7 @@ def run_once(name: str, program: Any, episodes: list[Any], budget: int) -> tuple
     from mstar.toolkit import Toolkit
 
     t0 = time.perf_counter()
-    backend = get_backend(name)
+    backend = get_backend(name, spares=0)  # as `mstar eval HARNESS` does: one program, its sandbox reused
     results = evaluate(program, episodes, backend, Toolkit(), {}, EvalConfig(budget=budget, collect_dump=False),
                        labels={"mstar.run": f"bench-{os.getpid()}"})
     close = getattr(backend, "close", None)
@@ -153,13 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         "for the next episode of the same program (the runner re-loads the source into a fresh module and "
         "`Memory`; never across programs, limits or labels, never after a failure; mstar/sandbox/warm.py), "
         "so only the first episode pays a start: a fresh interpreter importing numpy + bm25s (0.35-0.8 s "
-        "of CPU) and a container created and started through dockerd; warm spares serve the first "
-        "episode of each program when one was prewarmed (the cli starts one while the data loads). "
-        "Measured per episode (`EpisodeResult.wall_s`, in-process, docker vs inline): episodes 2-4 "
-        "~0.30 s vs ~0.27 s; what is left is the first episode (~0.7 s vs ~0.3 s with inline's imports "
-        "cached), the backend's `close()` (~0.14 s: spares started for the next program are killed and "
-        "containers removed) and the spares' start competing for the 2 cores, so on this one-program "
-        "evaluation the in-process ratio stays above the target.", "",
+        "of CPU) and a container created and started through dockerd. `mstar eval HARNESS` starts that one "
+        "sandbox while the data loads and keeps no spares (`spares=0`: before, two spares were started and "
+        "killed unused, competing with the evaluation for the 2 cores; measured A/B, in process with the "
+        "prewarm, 8 interleaved pairs: docker 1.89 s vs 2.14 s, paired 0.89x; process 0.95x; `python bench/warm_spares_ab.py --data ../shared/data/locomo10.json --sandbox docker|process --pairs 8`). What is left is fixed: the docker SDK import and engine round trips (~0.3 s), the "
+        "first episode's wait for its sandbox, and the host's scoring (~1.5 s of the run's CPU: the same "
+        "for every backend) sharing 2 cores with the runner, so the ratio moves by +-0.1 between runs.", "",
     ])
     print(text)
     if args.write:

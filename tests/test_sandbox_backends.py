@@ -195,6 +195,23 @@ def test_warm_spare_serves_the_next_episode(backend_name):
         assert_nothing_left(backend)
 
 
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_one_program_with_no_spares_starts_exactly_one_sandbox(backend_name):
+    """``mstar eval HARNESS`` asks for ``spares=0``: the prewarmed sandbox serves the first episode and,
+    reused, every later one; nothing else is started to compete with the evaluation for the CPU."""
+    backend = make_backend(backend_name, spares=0)
+    made = _counting(backend)
+    prog = program("reuse", source=REUSE_SRC)
+    try:
+        backend.prewarm(prog, LIMITS, LABELS)
+        res = evaluate(prog, [episode()] * 3, backend, Toolkit(), None, EvalConfig(limits=LIMITS), labels=LABELS)
+        assert [r.failure for r in res] == [None] * 3
+        time.sleep(0.5)  # a refill would be under way by now
+        assert len(made) == 1 and made[0].alive()
+    finally:
+        assert_nothing_left(backend)
+
+
 @pytest.mark.docker
 def test_cleanup_by_label_removes_leftovers():
     from mstar.sandbox.docker_backend import DockerBackend, cleanup

@@ -115,7 +115,8 @@ def eval_cmd(
 
     check_split(split)
     run_label = f"eval-{int(time.time())}"
-    backend = get_backend(sandbox)  # an unknown or unavailable backend is reported before any work
+    # One harness: the sandbox started below serves every episode (reused), so no spares are kept.
+    backend = get_backend(sandbox, **({"spares": 0} if harness else {}))
     if harness:
         from mstar.harness.knobs import KnobsError, resolve
         from mstar.harness.loader import load_program

@@ -23,7 +23,7 @@ from mstar.errors import CandidateFailure, UsageError
 from mstar.sandbox.base import SessionLimits
 from mstar.sandbox.channel import Conn, Demux, LineBuffer, Tail
 from mstar.sandbox.rpc import PooledBackend
-from mstar.sandbox.warm import WarmPool
+from mstar.sandbox.warm import DEPTH, WarmPool
 
 RUN_LABEL = "mstar.run"
 CREATED_LABEL = "mstar.created"
@@ -214,7 +214,8 @@ class DockerBackend(PooledBackend):
     name = "docker"
 
     def __init__(self, image: str | None = None, guard: bool = True, warm: bool = True, client: Any = None,
-                 reuse: bool = True, stale_after_s: float | None = STALE_AFTER_S, exited_after_s: float | None = EXITED_AFTER_S):
+                 reuse: bool = True, stale_after_s: float | None = STALE_AFTER_S, exited_after_s: float | None = EXITED_AFTER_S,
+                 spares: int = DEPTH):
         from mstar.sandbox.image import image_tag
 
         try:
@@ -230,8 +231,8 @@ class DockerBackend(PooledBackend):
         except docker.errors.ImageNotFound:
             raise UsageError(f"--sandbox docker: image {self.image} is missing: run `mstar sandbox build` "
                              f"(or `mstar sandbox build --local-base` without a registry)") from None
-        self.guard, self.warm, self.reuse = guard, warm, reuse
-        self.pool = WarmPool(self._start, enabled=warm, reuse=reuse)
+        self.guard, self.warm, self.reuse, self.spares = guard, warm, reuse, spares
+        self.pool = WarmPool(self._start, enabled=warm, depth=spares, reuse=reuse)
         if stale_after_s is not None or exited_after_s is not None:
             cleanup(self.client, older_than_s=stale_after_s, exited_for_s=exited_after_s)
 
@@ -244,7 +245,7 @@ class DockerBackend(PooledBackend):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.client = docker_client()
-        self.pool = WarmPool(self._start, enabled=self.warm, reuse=self.reuse)
+        self.pool = WarmPool(self._start, enabled=self.warm, depth=self.spares, reuse=self.reuse)
 
     def _create(self, limits: SessionLimits, labels: dict[str, str], preload: str, spare: bool) -> str:
         api = self.client.api

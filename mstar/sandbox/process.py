@@ -32,7 +32,7 @@ from mstar.sandbox.base import SessionLimits
 from mstar.sandbox.cgroup import Cgroup
 from mstar.sandbox.channel import Conn, LineBuffer, Tail
 from mstar.sandbox.rpc import PooledBackend
-from mstar.sandbox.warm import WarmPool
+from mstar.sandbox.warm import DEPTH, WarmPool
 
 # Runs inside the new mount namespace, before the runner: every mount read-only, a tmpfs as cwd.
 # Mount points in /proc/self/mountinfo escape blanks as \040; printf %b undoes that.
@@ -244,9 +244,10 @@ class ProcessTransport:
 class ProcessBackend(PooledBackend):
     name = "process"
 
-    def __init__(self, guard: bool = True, warm: bool = True, warn: bool = True, reuse: bool = True):
+    def __init__(self, guard: bool = True, warm: bool = True, warn: bool = True, reuse: bool = True,
+                 spares: int = DEPTH):
         self.guard = guard
-        self.pool = WarmPool(self._start, enabled=warm, reuse=reuse)
+        self.pool = WarmPool(self._start, enabled=warm, depth=spares, reuse=reuse)
         if warn:
             warn_if_weak()
 

@@ -3,7 +3,9 @@
 Starting a sandbox (container create + start, interpreter start, importing numpy / bm25s / pydantic)
 costs ~0.3-0.5 s, paid once per episode. Episodes run one after another, so the backend keeps ``depth``
 runners started and waiting (with the allow-list already imported) and hands one to each ``open``;
-only the first episode waits (none with ``prewarm``). Two, not one: a LoCoMo episode of bm25 takes
+only the first episode waits (none with ``prewarm``). With one program to run (``mstar eval HARNESS``)
+the caller asks for ``depth`` 0: ``prewarm`` starts the one sandbox it needs and reuse (below) serves
+every later episode, so no spare competes with the evaluation for the CPU. Two, not one: a LoCoMo episode of bm25 takes
 ~0.3 s, less than a start, so one spare started with episode k is not ready for episode k+1 (measured;
 docs/BENCHMARKS.md). A spare serves exactly one session, is checked alive before use, is discarded
 when idle too long or when the next session wants other limits or labels, and is killed by
@@ -38,7 +40,7 @@ from typing import Any
 from mstar.sandbox.base import SessionLimits
 
 MAX_IDLE_S = 600.0
-DEPTH = 2  # spares kept ready (see the module's docstring)
+DEPTH = 2  # spares kept ready (see the module's docstring); 0 for one program (``spares=0``)
 MAX_REUSED = 2  # idle runners kept for reuse
 REUSE_IDLE_S = 30.0  # the next episode of a program comes at once; a longer gap means it is done
 # A reused runner is retired after this long: other hosts' cleanup removes containers older than
@@ -172,9 +174,10 @@ class WarmPool:
                 t.kill()
 
     def prewarm(self, limits: SessionLimits, labels: dict[str, str], source: str = "") -> None:
-        """Start the spares now (e.g. while the host loads the data), so no episode waits for a start."""
+        """Start the spares now (e.g. while the host loads the data), so no episode waits for a start:
+        at least one, even with ``depth`` 0."""
         preload = preload_for(source)
-        self._refill(self._key(limits, labels, preload), limits, labels, preload)
+        self._refill(self._key(limits, labels, preload), limits, labels, preload, max(1, self.depth))
 
     def _pop(self, key: tuple[Any, ...]) -> Any:
         """The oldest live spare of ``key``; spares of other keys are killed (the next sessions differ)."""
@@ -195,13 +198,14 @@ class WarmPool:
             found.activate()
         return found
 
-    def _refill(self, key: tuple[Any, ...], limits: SessionLimits, labels: dict[str, str], preload: str) -> None:
+    def _refill(self, key: tuple[Any, ...], limits: SessionLimits, labels: dict[str, str], preload: str,
+                depth: int | None = None) -> None:
         if not self.enabled:
             return
         with self._lock:
             self._making = [(k, th) for k, th in self._making if th.is_alive()]
             have = sum(k == key for k, _, _ in self._ready) + sum(k == key for k, _ in self._making)
-            for _ in range(self.depth - have):
+            for _ in range((self.depth if depth is None else depth) - have):
                 th = threading.Thread(target=self._make_spare, args=(key, limits, dict(labels), preload),
                                       daemon=True, name="mstar-sandbox-spare")
                 self._making.append((key, th))
