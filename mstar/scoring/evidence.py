@@ -35,12 +35,12 @@ STOPWORDS = frozenset(
     whom how when where why will would can could should shall may might must s t ll re ve d m""".split()
 )
 
-_WS_RE = re.compile(r"\s+")
 _NORM_RE = re.compile(r"[^\w\s]")
 
 
 def normalise_ws(text: str) -> str:
-    return _WS_RE.sub(" ", text).strip()
+    # str.split() splits on exactly what re's \s matches (str.isspace), ~5x faster than a regex sub.
+    return " ".join(text.split())
 
 
 def normalise_answer(text: str) -> str:
