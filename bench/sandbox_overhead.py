@@ -156,9 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         "of CPU) and a container created and started through dockerd. `mstar eval HARNESS` starts that one "
         "sandbox while the data loads and keeps no spares (`spares=0`: before, two spares were started and "
         "killed unused, competing with the evaluation for the 2 cores; measured A/B, in process with the "
-        "prewarm, 8 interleaved pairs: docker 1.89 s vs 2.14 s, paired 0.89x; process 0.95x; `python bench/warm_spares_ab.py --data ../shared/data/locomo10.json --sandbox docker|process --pairs 8`). What is left is fixed: the docker SDK import and engine round trips (~0.3 s), the "
-        "first episode's wait for its sandbox, and the host's scoring (~1.5 s of the run's CPU: the same "
-        "for every backend) sharing 2 cores with the runner, so the ratio moves by +-0.1 between runs.", "",
+        "prewarm, 8 interleaved pairs: docker 1.89 s vs 2.14 s, paired 0.89x; process 0.95x; `python bench/warm_spares_ab.py --data ../shared/data/locomo10.json --sandbox docker|process --pairs 8`). The CLI also builds the backend (docker SDK import, engine round trips, ~0.14 s) and "
+        "starts that sandbox in a thread while the data loads. What is left: the backend's `close()` "
+        "(~0.08 s: the runner killed, its container removed before the command returns), the first "
+        "read waiting for the runner's imports, and the runner sharing the 2 cores with the host's "
+        "scoring, so the ratio moves by +-0.1 between runs.", "",
     ])
     print(text)
     if args.write:

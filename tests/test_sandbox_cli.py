@@ -106,3 +106,31 @@ def test_doctor_says_when_the_image_is_stale_and_when_it_is_current(monkeypatch)
     out = _doctor(monkeypatch, digest="000000000000")  # the runner changed since the last build
     row = _row(out, "sandbox image")
     assert "stale" in row and "mstar-sandbox:" in row and "mstar sandbox build" in row
+
+
+@pytest.mark.docker
+def test_a_bad_data_file_is_reported_and_the_early_sandbox_removed(tmp_path):
+    """``mstar eval HARNESS`` starts its sandbox while the data loads: when the data is bad, the error
+    names the file and the container started for nothing is gone when the command returns."""
+    import docker
+
+    why = docker_skip_reason()
+    if why:
+        pytest.skip(why)
+    ensure_image()
+    bad = tmp_path / "locomo.json"
+    bad.write_text("{not json")
+    client = docker.from_env()
+
+    def evals() -> set[str]:
+        return {c.id for c in client.containers.list(all=True, filters={"label": "mstar.run"})
+                if c.labels.get("mstar.run", "").startswith("eval-")}
+
+    before = evals()
+    exe = shutil.which("mstar")
+    cmd = [exe] if exe else [sys.executable, "-m", "mstar.cli.main"]
+    r = subprocess.run([*cmd, "eval", "bm25", "--task", "locomo", "--data", str(bad), "--sandbox", "docker"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and str(bad) in r.stderr + r.stdout and "JSON" in r.stderr + r.stdout
+    assert evals() - before == set()
+    client.close()

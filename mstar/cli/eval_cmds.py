@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,6 +39,42 @@ def _load_episodes(task: str, data: Path | None, split: str, task_opts: dict[str
     if not eps:
         raise UsageError(f"--split {split}: task {task!r} has no episodes in this split")
     return eps[:limit] if limit else eps
+
+
+def _start_backend(sandbox: str, program: Any, run_label: str) -> Future:
+    """The backend, built in a thread with its first sandbox started (prewarm): the docker SDK import,
+    the engine's round trips and the container start overlap the data load instead of preceding it.
+    An unknown backend name is refused here, at once."""
+    from mstar.sandbox.registry import BACKENDS, get_backend
+
+    if sandbox not in BACKENDS:
+        get_backend(sandbox)  # raises the usual --sandbox error
+
+    def start() -> Any:
+        # One harness: the sandbox started here serves every episode (reused), so no spares are kept.
+        backend = get_backend(sandbox, **({"spares": 0} if program is not None else {}))
+        prewarm = getattr(backend, "prewarm", None)
+        if program is not None and prewarm is not None:
+            from mstar.sandbox.base import SessionLimits
+
+            prewarm(program, SessionLimits(), {"mstar.run": run_label})
+        return backend
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="mstar-backend")
+    try:
+        return pool.submit(start)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _discard(starting: Future) -> None:
+    try:
+        backend = starting.result()
+    except Exception:  # noqa: BLE001 - no backend was made: nothing to close
+        return
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
 
 
 def _eval_one(spec: str, episodes, budget: int, backend, toolkit, knobs: dict[str, Any], run_label: str,
@@ -110,13 +147,11 @@ def eval_cmd(
     if qa not in (None, "off") and not model:
         raise UsageError("--qa: the answer step needs an LLM (pass --model)")
     qa = qa or ("judge" if model else "off")
-    from mstar.sandbox.registry import get_backend
     from mstar.tasks.base import check_split
 
     check_split(split)
     run_label = f"eval-{int(time.time())}"
-    # One harness: the sandbox started below serves every episode (reused), so no spares are kept.
-    backend = get_backend(sandbox, **({"spares": 0} if harness else {}))
+    program = None
     if harness:
         from mstar.harness.knobs import KnobsError, resolve
         from mstar.harness.loader import load_program
@@ -126,23 +161,26 @@ def eval_cmd(
             resolve(program.knob_specs, knobs)
         except KnobsError as e:
             raise UsageError(f"--knob: {e}") from None
-        prewarm = getattr(backend, "prewarm", None)
-        if prewarm is not None:  # the first sandbox starts while the data loads
-            from mstar.sandbox.base import SessionLimits
-
-            prewarm(program, SessionLimits(), {"mstar.run": run_label})
-    episodes = _load_episodes(task, data, split, parse_pairs(task_opt, "--task-opt"), limit)
-    toolkit = build_toolkit(model, api_base, embed_model)
+    starting = _start_backend(sandbox, program, run_label)
+    try:
+        episodes = _load_episodes(task, data, split, parse_pairs(task_opt, "--task-opt"), limit)
+        toolkit = build_toolkit(model, api_base, embed_model)
+    except BaseException:
+        _discard(starting)  # the data's error is the one to report; its sandbox must not outlive it
+        raise
+    backend = starting.result()  # an unavailable backend is reported here, before any evaluation
     specs = seed_names() if all_seeds else [harness]
     # A fixed width when piped so tables are not squeezed to 80 columns in logs and CI.
     console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 150)
     results: dict[str, Any] = {}
-    for spec in specs:
-        program, summary = _eval_one(spec, episodes, budget, backend, toolkit, knobs, run_label, qa)
-        results[program.name] = (program, summary)
-    close = getattr(backend, "close", None)
-    if close is not None:  # the warm spare, and every container removed before we print
-        close()
+    try:
+        for spec in specs:
+            program, summary = _eval_one(spec, episodes, budget, backend, toolkit, knobs, run_label, qa)
+            results[program.name] = (program, summary)
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:  # the warm spare, and every container removed before we print
+            close()
 
     if as_json:
         def payload(name, summary):
