@@ -63,6 +63,12 @@ def test_same_seed_same_lineage_and_a_complete_summary(tmp_path):
     assert outcomes <= {"accepted", "rejected-novelty", "rejected-cascade", "failed"}
     assert len(store.events("proposal")) == 12 and len(store.events("generation")) == 3
     assert len(store.events("final")) == 1
+    # The pick (mstar/evolve/selection.py) compares programs per val probe: those are in the store.
+    val_eps = {e.id for e in TinyTask().episodes("val")}
+    rows = list(store.probe_metrics(a["best"]["id"], "val"))
+    assert {r[0] for r in rows} == val_eps and len(rows) == sum(len(e.probes) for e in TinyTask().episodes("val"))
+    best, leader = a["best"], max(a["seeds"].values(), key=lambda s: s["val"])
+    assert best["val"] >= leader["val"] or best["train"] > leader["train"]  # a tie on val goes to train
 
 
 def test_resume_after_a_stop_continues_exactly_and_reuses_evaluations(tmp_path):

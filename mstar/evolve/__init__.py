@@ -1,6 +1,7 @@
 """The evolution engine: population, operators, cascade evaluation, run store (DESIGN §8-9).
 
-engine.py     the loop: seeds, generations, resume-by-replay      final.py    best on val, test once, summary
+engine.py     the loop: seeds, generations, resume-by-replay      final.py    val, the pick, test once, summary
+selection.py  the pick: best on train among val's ties (1 SE)
 breed.py      one proposal: operator, parents, checks             cascade.py  evaluation through the executor, the screen
 population.py islands and migration                               archive.py  the Pareto archive
 sampling.py   parent weights (rank x few children)                novelty.py  near-duplicate filter

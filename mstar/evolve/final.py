@@ -1,7 +1,8 @@
 """The end of a run (DESIGN §8): pick the best program on ``val``, touch ``test`` once, report.
 
-Candidates are the ``final_k`` best programs on train plus every seed. All are scored on val; the
-best on val (ties: better on train) is the run's result and is written to ``best.py``. Test is
+Candidates are the ``final_k`` best programs on train plus every seed. All are scored on val; of
+those val cannot tell from the best on val (within one standard error, paired per probe), the best on
+train is the run's result (``selection``) and is written to ``best.py``. Test is
 evaluated for that program and for every seed only, so the report shows the evolved program and the
 seed library side by side on data the search never saw. These evaluations cannot be stopped softly
 (a stop has already been asked for when we get here); a second Ctrl-C aborts, and ``--resume``
@@ -10,11 +11,27 @@ redoes only what is missing.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from mstar.evolve.selection import choose
+
 if TYPE_CHECKING:
     from mstar.evolve.engine import Engine
+
+
+def _probe_values(eng: Engine, pid: str, split: str) -> dict[str, float]:
+    """The objective per probe (``episode/probe``), as the score book counts it: probes without a
+    value (e.g. abstention for recall) left out."""
+    out: dict[str, float] = {}
+    ids = set(eng.ids[split])
+    for episode, probe, metrics in eng.store.probe_metrics(pid, split):
+        if episode in ids:
+            v = json.loads(metrics).get(eng.config.metric)
+            if v is not None:
+                out[f"{episode}/{probe}"] = float(v)
+    return out
 
 
 def _score(eng: Engine, pid: str, split: str) -> float | None:
@@ -36,11 +53,14 @@ def finish(eng: Engine) -> dict[str, Any]:
         eng.view.log(f"final: scoring {len(targets)} programs on val ({len(eng.ids['val'])} episodes)")
         eng.evaluator.ensure(targets, "val", eng.ids["val"], stoppable=False)
     pool = [p for p in candidates if eng.book.stats(p, "train", train_ids) is not None] or candidates
-
-    def key(p: str) -> tuple[float, float, int]:
-        return (-(_score(eng, p, "val") or 0.0) if eng.ids["val"] else 0.0, -(eng._train(p) or 0.0), order[p])
-
-    best = min(pool, key=key) if pool else None
+    if eng.ids["val"]:
+        best, tied = choose(pool, lambda p: _score(eng, p, "val"), eng._train, lambda p: _probe_values(eng, p, "val"),
+                            order)
+        if best is not None:
+            eng.view.log(f"final: {len(tied)} of {len(pool)} programs within one standard error of the best on val; "
+                         f"the best of them on train is returned")
+    else:
+        best = min(pool, key=lambda p: (-(eng._train(p) or 0.0), order[p])) if pool else None
     if eng.ids["test"]:
         test_targets = [eng._target(p) for p in dict.fromkeys(([best] if best else []) + seed_ids)]
         eng.view.log(f"final: scoring {len(test_targets)} programs on test ({len(eng.ids['test'])} episodes)")

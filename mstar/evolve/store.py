@@ -179,6 +179,13 @@ class RunStore:
             "FROM evaluations e JOIN evaluations s ON s.program=e.program AND s.split=e.split "
             "AND s.episode=e.episode AND s.probe='' ORDER BY e.program, e.split, e.episode, e.seq")
 
+    def probe_metrics(self, program: str, split: str) -> Iterator[tuple[str, str, str]]:
+        """(episode, probe, metrics) of ``program``'s probes on ``split``, finished episodes only."""
+        yield from self.conn.execute(
+            "SELECT e.episode, e.probe, e.metrics FROM evaluations e JOIN evaluations s ON s.program=e.program "
+            "AND s.split=e.split AND s.episode=e.episode AND s.probe='' WHERE e.program=? AND e.split=? "
+            "AND e.seq>=0 ORDER BY e.episode, e.seq", (program, split))
+
     def count_episodes(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM evaluations WHERE probe=''").fetchone()[0]
 
