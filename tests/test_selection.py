@@ -44,3 +44,21 @@ def test_ties_fall_back_to_val_then_creation_order():
     best, tied = run({"first": (0.8, same), "second": (0.8, same)})
     assert best == "first" and tied == ["first", "second"]
     assert run({}) == (None, [])
+
+
+def test_the_strict_rule_returns_the_val_leader():
+    programs = {"seed": (0.74, probes(74)), "evolved": (0.82, probes(73, offset=2))}
+    order = {p: i for i, p in enumerate(programs)}
+    val = {p: sum(v.values()) / len(v) for p, (_, v) in programs.items()}
+    assert choose(list(programs), val.get, lambda p: programs[p][0], lambda p: programs[p][1], order,
+                  rule="val") == ("seed", ["seed"])
+
+
+def test_select_is_checked():
+    from pydantic import ValidationError
+
+    from mstar.evolve.config import EvolveConfig
+
+    assert EvolveConfig(run_id="r", task="tiny").select == "1se"
+    with pytest.raises(ValidationError, match="select"):
+        EvolveConfig(run_id="r", task="tiny", select="best")

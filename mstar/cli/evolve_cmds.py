@@ -48,6 +48,7 @@ def evolve_cmd(
     minibatch: Annotated[int, typer.Option("--minibatch-episodes", min=1, help="Train episodes `tune` scores trials on.")] = 1,
     margin: Annotated[float, typer.Option("--cascade-margin", min=0, help="A child within this of its parent on the screen gets the full train evaluation.")] = 0.02,
     final_k: Annotated[int, typer.Option("--final-k", min=1, help="Top programs on train scored on val at the end.")] = 3,
+    select: Annotated[str, typer.Option("--select", help="The run's result: 1se = best on train among the programs within one standard error of the best on val; val = best on val, strictly.")] = "1se",
     max_evals: Annotated[int | None, typer.Option("--max-evals", min=1, help="Stop after N episode evaluations.")] = None,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", min=0.01, help="Stop after M minutes (this invocation).")] = None,
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", min=0, help="Hard LLM budget in USD.")] = None,
@@ -109,7 +110,7 @@ def evolve_cmd(
                 seed=seed, islands=islands, island_size=island_size, children_per_gen=children,
                 migrate_every=migrate_every, operators=parse_mix(operators, with_llm=bool(model)),
                 operator_options=parse_pairs(op_opt, "--op-opt"), screen_episodes=screen,
-                minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, sandbox=sandbox,
+                minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, select=select, sandbox=sandbox,
                 executor=executor, workers=workers, ray_address=ray_address, model=model, api_base=api_base,
                 embedder=embedder or "auto", stops=StopConfig(**stops))
         except ValidationError as e:

@@ -55,8 +55,8 @@ def finish(eng: Engine) -> dict[str, Any]:
     pool = [p for p in candidates if eng.book.stats(p, "train", train_ids) is not None] or candidates
     if eng.ids["val"]:
         best, tied = choose(pool, lambda p: _score(eng, p, "val"), eng._train, lambda p: _probe_values(eng, p, "val"),
-                            order)
-        if best is not None:
+                            order, eng.config.select)
+        if best is not None and eng.config.select == "1se":
             eng.view.log(f"final: {len(tied)} of {len(pool)} programs within one standard error of the best on val; "
                          f"the best of them on train is returned")
     else:

@@ -10,6 +10,7 @@ Val guards against overfitting; it is not a race to the last probe. LoCoMo's val
 
 A program val says is worse (by more than one standard error) is never returned, however good on
 train; among those val cannot tell apart, the one trained evidence favours is. Test plays no part.
+``--select val`` keeps the strict reading (DESIGN §8: the best on val), step 1 alone.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ def paired_gap(values: Mapping[str, float], leader: Mapping[str, float]) -> tupl
 
 
 def choose(candidates: Sequence[str], val: Callable[[str], float | None], train: Callable[[str], float | None],
-           probes: Callable[[str], Mapping[str, float]], order: Mapping[str, int]) -> tuple[str | None, list[str]]:
+           probes: Callable[[str], Mapping[str, float]], order: Mapping[str, int],
+           rule: str = "1se") -> tuple[str | None, list[str]]:
     """(the program to return, the programs tied with the val leader). ``probes(p)``: p's per-probe
-    values on val, keyed by probe."""
+    values on val, keyed by probe. ``rule="val"``: the val leader itself, ties on val only."""
     if not candidates:
         return None, []
 
@@ -44,6 +46,8 @@ def choose(candidates: Sequence[str], val: Callable[[str], float | None], train:
         return train(p) or 0.0
 
     leader = min(candidates, key=lambda p: (-v(p), -t(p), order[p]))
+    if rule == "val":
+        return leader, [leader]
     ref = probes(leader)
     tied = []
     for p in candidates:
