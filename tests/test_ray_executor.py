@@ -505,3 +505,36 @@ def test_a_new_start_reaps_what_a_killed_run_and_its_watchdog_left(tmp_path, ray
         assert [jr.result.failure for jr in ex.map(seed_jobs("bm25", ["tiny-0"]))] == [None]
     finally:
         ex.close()
+
+
+JSON_STDOUT_SCRIPT = r'''
+import json, os, sys, time
+from mstar.cli.common import json_stdout
+from mstar.evolve.ray_executor import start_ray, stop_ray
+
+out = json_stdout()
+started, temp = start_ray(1)
+import ray
+
+@ray.remote(num_cpus=0, max_retries=0)
+def die():
+    os._exit(3)
+
+try:
+    ray.get(die.remote())
+except Exception:
+    pass
+time.sleep(3)  # Ray's driver prints the worker's death from a listener thread, a moment later
+stop_ray(temp)
+print(json.dumps({"ok": True}), file=out)
+'''
+
+
+def test_json_stdout_stays_one_document_when_ray_reports_a_dead_worker(tmp_path):
+    """Ray's driver prints "(raylet) A worker died ..." to sys.stdout whatever ``log_to_driver`` says;
+    a cancelled task's worker exits on purpose, so `mstar evolve --json` would print that into its JSON.
+    Everything but the document goes to stderr."""
+    r = subprocess.run([sys.executable, "-c", JSON_STDOUT_SCRIPT], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout) == {"ok": True}, r.stdout[:500]
+    assert "worker died" in r.stderr  # what used to land on stdout is still shown, on stderr

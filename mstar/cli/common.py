@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,13 @@ def fmt(v: Any, digits: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     return str(v)
+
+
+def json_stdout() -> Any:
+    """Keep stdout for the JSON document alone. From here on, whatever else prints to ``sys.stdout``
+    goes to stderr -- Ray's driver prints worker deaths there whatever ``log_to_driver`` says (a
+    cancelled task's worker exits on purpose), litellm its provider hints. Returns the stream to
+    write the document to. Not restored: Ray's listener thread may still print while Python exits."""
+    real = sys.stdout
+    sys.stdout = sys.stderr
+    return real

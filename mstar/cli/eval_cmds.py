@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mstar.cli.common import build_toolkit, fmt, parse_pairs
+from mstar.cli.common import build_toolkit, fmt, json_stdout, parse_pairs
 from mstar.errors import UsageError
 
 METRIC_COLUMNS = [
@@ -161,6 +161,7 @@ def eval_cmd(
             resolve(program.knob_specs, knobs)
         except KnobsError as e:
             raise UsageError(f"--knob: {e}") from None
+    out = json_stdout() if as_json else sys.stdout
     starting = _start_backend(sandbox, program, run_label)
     try:
         episodes = _load_episodes(task, data, split, parse_pairs(task_opt, "--task-opt"), limit)
@@ -196,8 +197,8 @@ def eval_cmd(
                 "by_category": summary["by_category"],
                 "episodes": summary["episodes"], "failures": summary["failures"], "wall_s": summary["wall_s"],
             }
-        out = [payload(n, s) for n, (_, s) in results.items()]
-        print(json.dumps(out if all_seeds else out[0], indent=2))
+        docs = [payload(n, s) for n, (_, s) in results.items()]
+        print(json.dumps(docs if all_seeds else docs[0], indent=2), file=out, flush=True)
         return
 
     title = (f"task={task} split={split} budget={budget} episodes={len(episodes)} sandbox={sandbox} "

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mstar.cli.common import fmt, parse_pairs
+from mstar.cli.common import fmt, json_stdout, parse_pairs
 from mstar.errors import UsageError
 
 DEFAULT_GENERATIONS = 10  # when no limit at all is given
@@ -118,6 +118,7 @@ def evolve_cmd(
             flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
             raise UsageError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
     get_backend(config.sandbox)  # an unavailable backend is reported before any work
+    out = json_stdout() if as_json else sys.stdout
     view = View(live=False if quiet else None)
     view.start(to_stderr=as_json)
     try:
@@ -129,7 +130,7 @@ def evolve_cmd(
     finally:
         view.stop()
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2), file=out, flush=True)
         return
     console = Console(width=None if sys.stdout.isatty() else 150)
     console.print(_table(summary))
