@@ -67,14 +67,19 @@ def _start_backend(sandbox: str, program: Any, run_label: str) -> Future:
         pool.shutdown(wait=False)
 
 
+def _close(backend: Any) -> None:
+    """Kill the warm spare and idle runners; every container is removed before we print."""
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
+
+
 def _discard(starting: Future) -> None:
     try:
         backend = starting.result()
     except Exception:  # noqa: BLE001 - no backend was made: nothing to close
         return
-    close = getattr(backend, "close", None)
-    if close is not None:
-        close()
+    _close(backend)
 
 
 def _eval_one(spec: str, episodes, budget: int, backend, toolkit, knobs: dict[str, Any], run_label: str,
@@ -179,9 +184,7 @@ def eval_cmd(
             program, summary = _eval_one(spec, episodes, budget, backend, toolkit, knobs, run_label, qa)
             results[program.name] = (program, summary)
     finally:
-        close = getattr(backend, "close", None)
-        if close is not None:  # the warm spare, and every container removed before we print
-            close()
+        _close(backend)
 
     if as_json:
         def payload(name, summary):

@@ -51,8 +51,11 @@ def choose(candidates: Sequence[str], val: Callable[[str], float | None], train:
     ref = probes(leader)
     tied = []
     for p in candidates:
+        if p == leader:
+            tied.append(p)
+            continue
         mean, se, n = paired_gap(probes(p), ref)
-        if p == leader or (n and mean >= -se):
+        if n and mean >= -se:
             tied.append(p)
     best = min(tied, key=lambda p: (-t(p), -v(p), order[p]))
     return best, tied
