@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "of CPU) and a container created and started through dockerd. `mstar eval HARNESS` starts that one "
         "sandbox while the data loads and keeps no spares (`spares=0`: before, two spares were started and "
         "killed unused, competing with the evaluation for the 2 cores; measured A/B, in process with the "
-        "prewarm, 8 interleaved pairs: docker 1.89 s vs 2.14 s, paired 0.89x; process 0.95x; `python bench/warm_spares_ab.py --data ../shared/data/locomo10.json --sandbox docker|process --pairs 8`). The CLI also builds the backend (docker SDK import, engine round trips, ~0.14 s) and "
+        "prewarm, 8 interleaved pairs: docker 1.23 s vs 1.43 s, paired 0.86x; process 0.84x; `python bench/warm_spares_ab.py --data ../shared/data/locomo10.json --sandbox docker|process --pairs 8`). The CLI also builds the backend (docker SDK import, engine round trips, ~0.14 s) and "
         "starts that sandbox in a thread while the data loads. What is left: the backend's `close()` "
         "(~0.08 s: the runner killed, its container removed before the command returns), the first "
         "read waiting for the runner's imports, and the runner sharing the 2 cores with the host's "
