@@ -18,7 +18,7 @@ DEFAULT_GENERATIONS = 10  # when no limit at all is given
 def _table(summary: dict[str, Any]):
     from rich.table import Table
 
-    t = Table(title=f"{summary['task']}: {summary['metric']}@{summary['budget']} (best on val, then test once)",
+    t = Table(title=f"{summary['task']}: {summary['metric']}@{summary['budget']} (picked on val, then test once)",
               title_justify="left")
     for c in ("program", "train", "val", "test"):
         t.add_column(c, justify="left" if c == "program" else "right")

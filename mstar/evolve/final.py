@@ -1,4 +1,4 @@
-"""The end of a run (DESIGN §8): pick the best program on ``val``, touch ``test`` once, report.
+"""The end of a run (DESIGN §8): pick the program on ``val``, touch ``test`` once, report.
 
 Candidates are the ``final_k`` best programs on train plus every seed. All are scored on val; of
 those val cannot tell from the best on val (within one standard error, paired per probe), the best on
@@ -70,7 +70,7 @@ def finish(eng: Engine) -> dict[str, Any]:
         def f(v: float | None) -> str:
             return "-" if v is None else f"{v:.4f}"
 
-        eng._write_best(f"best on val; {eng.config.metric}@{eng.config.budget}: train {f(eng._train(best))}, "
+        eng._write_best(f"picked on val (--select {eng.config.select}); {eng.config.metric}@{eng.config.budget}: train {f(eng._train(best))}, "
                         f"val {f(_score(eng, best, 'val'))}, test {f(_score(eng, best, 'test'))}")
     summary = summarize(eng, best)
     with eng.store.tx():
