@@ -11,6 +11,9 @@ import typer
 
 from mstar.cli.common import fmt, json_stdout, parse_pairs
 from mstar.errors import UsageError
+from mstar.tasks.base import DATA_RULE
+
+DATA_HELP = ("The task's data: " + DATA_RULE + "; `mstar doctor` checks the same.")
 
 DEFAULT_GENERATIONS = 10  # when no limit at all is given
 
@@ -32,7 +35,7 @@ def _table(summary: dict[str, Any]):
 
 def evolve_cmd(
     task: Annotated[str | None, typer.Option("--task", "-t", help="Task suite (see `mstar tasks`).")] = None,
-    data: Annotated[Path | None, typer.Option("--data", help="Data file or folder (else $MSTAR_DATA).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help=DATA_HELP)] = None,
     task_opt: Annotated[list[str] | None, typer.Option("--task-opt", "-o", help="Task option KEY=VALUE (split and size options).")] = None,
     budget: Annotated[int, typer.Option("--budget", min=1, help="Context budget in tokens.")] = 1024,
     metric: Annotated[str, typer.Option("--metric", help="Quality objective: evidence_recall, ndcg@10, session_recall, answer_containment; with --model also qa_f1, qa_judge (the answer step).")] = "evidence_recall",
