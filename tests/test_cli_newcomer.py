@@ -118,3 +118,52 @@ def test_auto_fallback_warns_once_with_the_fix_and_the_header_names_the_sandbox_
     assert "sandbox=process" in r.stdout and "sandbox=auto" not in r.stdout, r.stdout
     j = mstar("eval", "bm25", "--task", "synthetic", "--limit", "1", "--json", cwd=tmp_path, env=NO_ENGINE)
     assert json.loads(j.stdout)["sandbox"] == "process"
+
+
+# --- item 3 (the exit code): a run whose probes mostly error is a failed run ----------------------------
+HARNESS = '''"""A memory that {what}."""
+
+INSTRUCTIONS = "Use the memory."
+KNOBS = {{}}
+
+
+class Memory:
+    def __init__(self, toolkit, knobs):
+        self.turns = []
+        self.reads = 0
+
+    def write(self, event):
+        self.turns.append(event)
+
+    def read(self, query):
+        self.reads += 1
+        if {fail}:
+            raise RuntimeError("boom in read")
+        return {{"context": "", "items": []}}
+'''
+
+
+def test_eval_exits_1_when_most_probes_error_and_says_so(tmp_path):
+    crash = tmp_path / "crash.py"
+    crash.write_text(HARNESS.format(what="crashes on every read", fail="True"))
+    r = mstar("eval", str(crash), "--task", "synthetic", "--limit", "1", "--sandbox", "process", cwd=tmp_path)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("failed: crash:") and "probes errored" in last, r.stderr
+    j = mstar("eval", str(crash), "--task", "synthetic", "--limit", "1", "--sandbox", "process", "--json",
+              cwd=tmp_path)
+    assert j.returncode == 1 and json.loads(j.stdout)["status"] == "failed"
+
+
+def test_eval_exits_0_when_few_probes_error(tmp_path):
+    """One episode of three crashes (a crash ends its episode: all its probes error); the rest score."""
+    from mstar.tasks.registry import get_task
+
+    first = get_task("synthetic").episodes("test")[0].events[0].text
+    once = tmp_path / "once.py"
+    once.write_text(HARNESS.format(what="crashes in one episode", fail=f"self.turns[0]['text'] == {first!r}"))
+    r = mstar("eval", str(once), "--task", "synthetic", "--sandbox", "process", "--json",
+              cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["status"] == "ok" and 0 < out["overall"]["errors"] < out["overall"]["probes"] / 2, out["overall"]

@@ -31,6 +31,17 @@ METRIC_COLUMNS = [
     ("errors", "errors"),
 ]
 
+MOSTLY = 0.5  # a harness whose probes errored more often than this failed the run: exit 1
+
+
+def _failed(summary: dict[str, Any] | None) -> str | None:
+    """'116 of 116 probes errored' when most of a harness's probes errored (its scores mean nothing)."""
+    if not summary:
+        return None
+    n, bad = summary["overall"]["probes"], summary["overall"]["errors"]
+    return f"{bad} of {n} probes errored" if n and bad / n > MOSTLY else None
+
+
 JSON_KEYS = ("evidence_recall", "ndcg@10", "answer_containment", "context_tokens", "read_ms_p50", "write_ms_p50")
 
 
@@ -210,9 +221,11 @@ def eval_cmd(
                     "probes": summary["overall"]["probes"], "errors": summary["overall"]["errors"]},
                 "by_category": summary["by_category"],
                 "episodes": summary["episodes"], "failures": summary["failures"], "wall_s": summary["wall_s"],
+                "status": "failed" if _failed(summary) else "ok",
             }
         docs = [payload(n, s) for n, (_, s) in results.items()]
         print(json.dumps(docs if all_seeds else docs[0], indent=2), file=out, flush=True)
+        _exit_if_failed(results)
         return
 
     title = (f"task={task} split={split} budget={budget} episodes={len(episodes)} sandbox={sandbox_ran} "
@@ -228,6 +241,21 @@ def eval_cmd(
     for name, (_, s) in results.items():
         for f in (s or {}).get("failures", []):
             console.print(f"[red]{name}: episode {f['episode']} failed: {f['reason']}[/] {f['detail'][:500]}")
+    _exit_if_failed(results)
+
+
+def _exit_if_failed(results: dict[str, Any]) -> None:
+    """Scripts and CI must tell a run whose probes mostly errored from a low score: one line, exit 1."""
+    bad = [(name, why) for name, (_, s) in results.items() if (why := _failed(s))]
+    if bad:
+        from rich.console import Console
+        from rich.markup import escape
+
+        err = Console(stderr=True)
+        for name, why in bad:
+            err.print(f"[bold red]failed:[/] {escape(name)}: {why}; its scores mean nothing "
+                      f"(the reasons are above, or under failures in --json)", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def tasks_cmd() -> None:
