@@ -3,6 +3,7 @@ dangling `<none>` image behind (real Docker, the classic builder that `mstar san
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,8 +15,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_wheel_builds_without_warnings_and_ships_the_prompts(tmp_path):
+    # A copy of the sources: setuptools builds in the source tree (build/, egg-info), not in the checkout.
+    src = tmp_path / "src"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
+    for name in ("mstar", "harnesses", "tasks", "sandbox"):
+        shutil.copytree(ROOT / name, src / name, ignore=skip)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                        "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+                        "-w", str(tmp_path), str(src)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Warning" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
     (wheel,) = tmp_path.glob("mstar-*.whl")
