@@ -44,9 +44,10 @@ def _entry(eng: Engine, pid: str) -> dict[str, Any]:
     return {"train": eng._train(pid), "val": _score(eng, pid, "val"), "test": _score(eng, pid, "test")}
 
 
-def budget_note(eng: Engine, search_s: float, search_evals: int) -> str | None:
+def budget_note(eng: Engine, seeds_done: bool) -> str | None:
     """When a limit ended the search before any child was accepted: say so, and what would be enough
-    (the seeds' scoring plus three generations, at this session's pace)."""
+    (the seeds' scoring plus three generations, at this session's pace, the final step included).
+    ``seeds_done``: whether the seeds had their train scores when the search stopped."""
     if (eng.store.get_state("generation_done", 0) or 0) > 0:
         return None
     if any(rec.status == "accepted" for rec in eng.programs.values()):
@@ -54,19 +55,18 @@ def budget_note(eng: Engine, search_s: float, search_evals: int) -> str | None:
     if not (eng.stop_reason or "").startswith(("time limit", "evaluation limit", "budget spent")):
         return None
     n_train, cfg = len(eng.ids["train"]), eng.config
-    per_eval = search_s / max(search_evals, 1)
+    per_eval = (time.monotonic() - eng.t0) / max(eng.evaluator.evaluations, 1)
     evals = len(eng.seeds) * n_train + 3 * cfg.children_per_gen * (cfg.screen_episodes + n_train)
     minutes = max(1, math.ceil(evals * per_eval / 60))
-    seeds_done = all(eng._train(r.id) is not None for r in eng.seeds)
-    what = ("scoring the seeds on train took the whole search" if seeds_done
-            else "the limit came while the seeds were scored on train (finished after it)")
-    return (f"nothing evolved: {what} ({search_s:.0f} s, {search_evals} evaluations); the result is the best "
-            f"seed. At this pace about --max-minutes {minutes} scores the seeds and runs 3 generations "
-            f"({evals} evaluations)")
+    when = ("scoring the seeds on train took the whole search" if seeds_done
+            else "the limit came while the seeds were scored on train (their scoring was finished after it)")
+    return (f"nothing evolved: {when}; the result is the best seed. At this session's pace "
+            f"({per_eval:.1f} s per evaluation) about --max-minutes {minutes} scores the seeds and runs "
+            f"3 generations ({evals} evaluations)")
 
 
 def finish(eng: Engine) -> dict[str, Any]:
-    search_s, search_evals = time.monotonic() - eng.stopper.started, eng.evaluator.evaluations
+    seeds_done = all(eng._train(r.id) is not None for r in eng.seeds)
     eng.view.update(phase="final: val/test")
     train_ids = eng.ids["train"]
     scored = [pid for pid, rec in eng.programs.items()
@@ -104,7 +104,7 @@ def finish(eng: Engine) -> dict[str, Any]:
         eng._write_best(f"picked on val (--select {eng.config.select}); {eng.config.metric}@{eng.config.budget}: train {f(eng._train(best))}, "
                         f"val {f(_score(eng, best, 'val'))}, test {f(_score(eng, best, 'test'))}")
     summary = summarize(eng, best)
-    summary["note"] = budget_note(eng, search_s, search_evals)
+    summary["note"] = budget_note(eng, seeds_done)
     with eng.store.tx():
         eng.store.event("final", summary)
         eng.store.set_state("final", summary)
