@@ -104,6 +104,11 @@ def test_an_argument_error_is_not_preceded_by_a_sandbox_warning(tmp_path):
     assert r.stderr.startswith("error: --task: unknown task 'nosuch'") and "warning" not in r.stderr, r.stderr
     r = mstar("eval", "bm25", "--task", "locomo", cwd=tmp_path, env=NO_ENGINE)
     assert r.returncode == 2 and r.stderr.startswith("error: --data:") and "warning" not in r.stderr, r.stderr
+    r = mstar("evolve", "--task", "nosuch", "--runs-dir", str(tmp_path), cwd=tmp_path, env=NO_ENGINE)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: --task: unknown task 'nosuch'") and "warning" not in r.stderr, r.stderr
+    r = mstar("evolve", "--task", "locomo", "--runs-dir", str(tmp_path), cwd=tmp_path, env=NO_ENGINE)
+    assert r.returncode == 2 and r.stderr.startswith("error: --data:") and "warning" not in r.stderr, r.stderr
     bad = tmp_path / "bad.py"
     bad.write_text("x = 1\n")
     r = mstar("check", str(bad), cwd=tmp_path, env=NO_ENGINE)

@@ -127,6 +127,9 @@ def evolve_cmd(
             err = e.errors()[0]
             flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
             raise UsageError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
+    from mstar.tasks.registry import get_task
+
+    get_task(config.task, data=config.data, **config.task_opts)  # a task or data error before any sandbox warning
     get_backend(config.sandbox)  # an unavailable backend is reported before any work
     if resume is not None:
         Console(stderr=True).print(resuming, highlight=False, markup=False, soft_wrap=True)
