@@ -27,7 +27,7 @@ def test_resume_of_a_complete_run_is_refused_without_a_new_limit_and_says_what_i
     r = mstar("evolve", "--resume", str(run), "--generations", "2", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stderr and "complete (stopped: generation limit (1))" in r.stderr
-    assert "until generation 2 of the run" in r.stderr, r.stderr
+    assert "This session's limits: generation 2 of the run;" in r.stderr, r.stderr
     assert "stopped: generation limit (2) · 2 generations" in r.stdout
     assert "s this session" in r.stdout and "s in all" in r.stdout, r.stdout
 

@@ -58,7 +58,9 @@ def _limits(stops: dict[str, Any]) -> str:
         parts.append(f"${stops['budget_usd']:g} spent in all")
     if stops.get("patience") is not None:
         parts.append(f"{stops['patience']} generations without a better train score")
-    return " or ".join(parts) or "no limit but Ctrl-C or a STOP file"
+    if not parts:
+        return "none but Ctrl-C or a STOP file"
+    return ", ".join(parts) + (" (whichever comes first)" if len(parts) > 1 else "")
 
 
 def plan(run_dir: Path, saved: dict[str, Any], given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -84,5 +86,5 @@ def plan(run_dir: Path, saved: dict[str, Any], given: dict[str, Any]) -> tuple[s
     complete = bool(final) and reason.startswith(COMPLETE)
     stops = dict(given) if complete else saved | given
     state = f"complete (stopped: {reason})" if complete else f"interrupted ({reason})" if final else "interrupted"
-    return (f"resuming {run_dir}, {state}: {so_far}. This session searches until {_limits(stops)}, "
-            f"then picks on val and scores test.", stops)
+    return (f"resuming {run_dir}, {state}: {so_far}. This session's limits: {_limits(stops)}; then it "
+            f"picks on val and scores test.", stops)
