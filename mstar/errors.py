@@ -13,7 +13,7 @@ class DataError(MstarError):
     def __init__(self, path: object, message: str, field: str | None = None):
         self.path = str(path) if path is not None else None
         self.field = field
-        where = self.path or "<data>"
+        where = self.path or "--data"  # no file at all: the flag that names one
         if field:
             where += f": field {field!r}"
         super().__init__(f"{where}: {message}")

@@ -34,20 +34,46 @@ def check_split(split: str) -> str:
     return split
 
 
+# Where a task's data file is looked for when neither --data nor $MSTAR_DATA names it, relative to the
+# current directory: a data/ folder of your own, then the shared data folder of a checkout next to it.
+DEFAULT_DATA_DIRS = ("data", "../shared/data")
+
+
+def _label(d: str) -> str:
+    return f"{d}/" if d.startswith(".") else f"./{d}/"
+
+
+DATA_RULE = ("--data PATH (a file, or a folder holding the task's file), else $MSTAR_DATA, else the first of "
+             + " and ".join(_label(d) for d in DEFAULT_DATA_DIRS) + " (from the current directory) holding it")
+
+
+def find_data(data: str | Path | None, default_name: str) -> tuple[Path, str]:
+    """The one lookup rule (``DATA_RULE``), shared by the suites and ``mstar doctor``.
+
+    Returns (path, where it came from). The path may not exist when --data or $MSTAR_DATA named it:
+    an explicit choice is never replaced by a default; the caller reports it."""
+    for raw, how in ((data, "--data"), (os.environ.get("MSTAR_DATA"), "$MSTAR_DATA")):
+        if raw not in (None, ""):
+            p = Path(raw).expanduser()
+            return (p / default_name if p.is_dir() else p), how
+    for d in DEFAULT_DATA_DIRS:
+        p = Path(d) / default_name
+        if p.is_file():
+            return p, _label(d)
+    return Path(default_name), ""
+
+
 def resolve_data(data: str | Path | None, default_name: str, task: str) -> Path:
-    """``--data`` wins, then ``$MSTAR_DATA``; either may be the file or a folder holding ``default_name``."""
-    raw = data if data not in (None, "") else os.environ.get("MSTAR_DATA")
-    if not raw:
+    """The data file of ``task`` by ``DATA_RULE``; a ``DataError`` naming the flag or the file when absent."""
+    p, how = find_data(data, default_name)
+    if not how:
         raise DataError(
             None,
-            f"task {task!r} needs a data file: pass --data PATH or set MSTAR_DATA "
-            f"(see `mstar tasks` for where to get {default_name})",
+            f"task {task!r} needs {default_name}: pass --data PATH or set MSTAR_DATA (nor was it in "
+            f"{' or '.join(_label(d) for d in DEFAULT_DATA_DIRS)}; see `mstar tasks` for where to get it)",
         )
-    p = Path(raw).expanduser()
-    if p.is_dir():
-        p = p / default_name
     if not p.is_file():
-        raise DataError(p, "no such file")
+        raise DataError(p, f"no such file (from {how})")
     return p
 
 

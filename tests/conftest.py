@@ -31,3 +31,38 @@ def locomo_path() -> Path:
             pytest.fail("locomo10.json not found in ../shared/data or $MSTAR_DATA (required under CI=true)")
         pytest.skip("locomo10.json not found (set MSTAR_DATA)")
     return p
+
+
+# --- one line at the end about what was skipped, and how to run it ----------------------------------------
+# (kind, how to recognise its reason, what makes it run). The first matching kind wins.
+SKIP_KINDS = (
+    ("need Docker", ("docker", "engine"), "start an engine (sudo dockerd &) and build the image "
+                                          "(mstar sandbox build --local-base); `mstar doctor` checks both"),
+    ("need locomo10.json", ("locomo", "mstar_data"), "set MSTAR_DATA=/path/to/locomo10.json"),
+    ("need the embed extra", ("embed",), 'pip install -e ".[embed]"'),
+)
+
+
+def skip_summary(reasons: list[str]) -> str | None:
+    """'41 skipped: 35 need Docker (start ...); 6 other (pytest -rs lists them). CI=true runs them all.'"""
+    if not reasons:
+        return None
+    counts: dict[str, int] = {}
+    for r in reasons:
+        low = r.lower()
+        kind = next((k for k, keys, _ in SKIP_KINDS if any(w in low for w in keys)), "other")
+        counts[kind] = counts.get(kind, 0) + 1
+    fixes = {k: fix for k, _, fix in SKIP_KINDS} | {"other": "pytest -rs lists them"}
+    parts = [f"{n} {kind} ({fixes[kind]})" for kind, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+    return (f"{len(reasons)} skipped: " + "; ".join(parts)
+            + ". CI (.ci/run, CI=true) runs them all and fails instead of skipping.")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    reasons = []
+    for rep in terminalreporter.stats.get("skipped", []):
+        longrepr = rep.longrepr
+        reasons.append(str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr))
+    line = skip_summary(reasons)
+    if line:
+        terminalreporter.write_line(line, yellow=True)

@@ -161,3 +161,6 @@ def test_live_view_renders_on_a_terminal(tmp_path):
     text = b"".join(chunks).decode(errors="replace")
     assert proc.returncode == 0
     assert "mstar evolve t" in text and "generation" in text and "best evidence_recall" in text
+    # Log lines ("seed bm25 train ...") print above the panel; the panel redrawn with them keeps its styles.
+    assert "seed bm25" in text
+    assert "[bold" not in text and "[/]" not in text, text[text.find("[bold"):][:300]

@@ -110,6 +110,7 @@ def test_missing_file_unknown_split_and_env(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="no such file"):
         LocomoTask(tmp_path / "nope.json")
     monkeypatch.delenv("MSTAR_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # nor in ./data/ or ../shared/data/ from here
     with pytest.raises(DataError, match="--data PATH or set MSTAR_DATA"):
         LocomoTask(None)
     write(tmp_path, mini())

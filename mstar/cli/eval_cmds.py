@@ -13,6 +13,9 @@ import typer
 
 from mstar.cli.common import build_toolkit, fmt, json_stdout, parse_pairs
 from mstar.errors import UsageError
+from mstar.tasks.base import DATA_RULE
+
+DATA_HELP = ("The task's data: " + DATA_RULE + "; `mstar doctor` checks the same.")
 
 METRIC_COLUMNS = [
     ("evidence_recall", "recall@B"),
@@ -27,6 +30,17 @@ METRIC_COLUMNS = [
     ("probes", "probes"),
     ("errors", "errors"),
 ]
+
+MOSTLY = 0.5  # a harness whose probes errored more often than this failed the run: exit 1
+
+
+def _failed(summary: dict[str, Any] | None) -> str | None:
+    """'116 of 116 probes errored' when most of a harness's probes errored (its scores mean nothing)."""
+    if not summary:
+        return None
+    n, bad = summary["overall"]["probes"], summary["overall"]["errors"]
+    return f"{bad} of {n} probes errored" if n and bad / n > MOSTLY else None
+
 
 JSON_KEYS = ("evidence_recall", "ndcg@10", "answer_containment", "context_tokens", "read_ms_p50", "write_ms_p50")
 
@@ -44,21 +58,27 @@ def _load_episodes(task: str, data: Path | None, split: str, task_opts: dict[str
 def _start_backend(sandbox: str, program: Any, run_label: str) -> Future:
     """The backend, built in a thread with its first sandbox started (prewarm): the docker SDK import,
     the engine's round trips and the container start overlap the data load instead of preceding it.
-    An unknown backend name is refused here, at once."""
-    from mstar.sandbox.registry import BACKENDS, get_backend
+    An unknown backend name is refused here, at once. The future gives (backend, the name of the
+    sandbox that runs, the ``auto`` fallback warning or ""): the caller prints the warning once the
+    arguments and the data are known good, so a typo is not preceded by a sandbox warning."""
+    from mstar.sandbox.registry import BACKENDS, auto_choice, auto_warning, get_backend
 
     if sandbox not in BACKENDS:
         get_backend(sandbox)  # raises the usual --sandbox error
 
-    def start() -> Any:
+    def start() -> tuple[Any, str, str]:
+        name, warning = sandbox, ""
+        if name == "auto":
+            name, why = auto_choice()
+            warning = auto_warning(why) if name == "process" else ""
         # One harness: the sandbox started here serves every episode (reused), so no spares are kept.
-        backend = get_backend(sandbox, **({"spares": 0} if program is not None else {}))
+        backend = get_backend(name, **({"spares": 0} if program is not None else {}))
         prewarm = getattr(backend, "prewarm", None)
         if program is not None and prewarm is not None:
             from mstar.sandbox.base import SessionLimits
 
             prewarm(program, SessionLimits(), {"mstar.run": run_label})
-        return backend
+        return backend, name, warning
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="mstar-backend")
     try:
@@ -76,7 +96,7 @@ def _close(backend: Any) -> None:
 
 def _discard(starting: Future) -> None:
     try:
-        backend = starting.result()
+        backend, _, _ = starting.result()
     except Exception:  # noqa: BLE001 - no backend was made: nothing to close
         return
     _close(backend)
@@ -120,7 +140,7 @@ def _table(title: str, rows: list[tuple[str, dict[str, Any]]], first: str):
 def eval_cmd(
     harness: Annotated[str | None, typer.Argument(help="A seed name (see `mstar seeds`) or a path to a harness .py file.")] = None,
     task: Annotated[str, typer.Option("--task", "-t", help="Task suite (see `mstar tasks`).")] = "synthetic",
-    data: Annotated[Path | None, typer.Option("--data", help="Data file or folder (else $MSTAR_DATA).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help=DATA_HELP)] = None,
     split: Annotated[str, typer.Option("--split", help="train, val, test or all.")] = "test",
     budget: Annotated[int, typer.Option("--budget", min=1, help="Context budget in tokens (regex \\w+|[^\\w\\s]).")] = 1024,
     sandbox: Annotated[str, typer.Option("--sandbox", help="auto (docker where an engine answers and the image is "
@@ -174,7 +194,9 @@ def eval_cmd(
     except BaseException:
         _discard(starting)  # the data's error is the one to report; its sandbox must not outlive it
         raise
-    backend = starting.result()  # an unavailable backend is reported here, before any evaluation
+    backend, sandbox_ran, warning = starting.result()  # an unavailable backend is reported here, before any evaluation
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     specs = seed_names() if all_seeds else [harness]
     # A fixed width when piped so tables are not squeezed to 80 columns in logs and CI.
     console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 150)
@@ -191,7 +213,7 @@ def eval_cmd(
             if summary is None:
                 return {"harness": name, "skipped": "needs --model"}
             return {
-                "harness": name, "task": task, "split": split, "budget": budget,
+                "harness": name, "task": task, "split": split, "budget": budget, "sandbox": sandbox_ran,
                 "embedder": getattr(toolkit, "embedder_name", None),
                 "overall": {k: summary["overall"][k] for k in JSON_KEYS} | {
                     "session_recall": summary["overall"]["session_recall"],
@@ -199,12 +221,14 @@ def eval_cmd(
                     "probes": summary["overall"]["probes"], "errors": summary["overall"]["errors"]},
                 "by_category": summary["by_category"],
                 "episodes": summary["episodes"], "failures": summary["failures"], "wall_s": summary["wall_s"],
+                "status": "failed" if _failed(summary) else "ok",
             }
         docs = [payload(n, s) for n, (_, s) in results.items()]
         print(json.dumps(docs if all_seeds else docs[0], indent=2), file=out, flush=True)
+        _exit_if_failed(results)
         return
 
-    title = (f"task={task} split={split} budget={budget} episodes={len(episodes)} sandbox={sandbox} "
+    title = (f"task={task} split={split} budget={budget} episodes={len(episodes)} sandbox={sandbox_ran} "
              f"embed={getattr(toolkit, 'embedder_name', '?')}")
     if all_seeds:
         console.print(_table(title, [(n, s["overall"] if s else None) for n, (_, s) in results.items()], "seed"))
@@ -217,6 +241,21 @@ def eval_cmd(
     for name, (_, s) in results.items():
         for f in (s or {}).get("failures", []):
             console.print(f"[red]{name}: episode {f['episode']} failed: {f['reason']}[/] {f['detail'][:500]}")
+    _exit_if_failed(results)
+
+
+def _exit_if_failed(results: dict[str, Any]) -> None:
+    """Scripts and CI must tell a run whose probes mostly errored from a low score: one line, exit 1."""
+    bad = [(name, why) for name, (_, s) in results.items() if (why := _failed(s))]
+    if bad:
+        from rich.console import Console
+        from rich.markup import escape
+
+        err = Console(stderr=True)
+        for name, why in bad:
+            err.print(f"[bold red]failed:[/] {escape(name)}: {why}; its scores mean nothing "
+                      f"(the reasons are above, or under failures in --json)", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def tasks_cmd() -> None:
@@ -270,8 +309,8 @@ def check_cmd(
     from mstar.harness.smoke import smoke_test
     from mstar.sandbox.registry import get_backend
 
+    program = load_program(harness)  # a bad file is reported first, not after a sandbox warning
     backend = get_backend(sandbox)
-    program = load_program(harness)
     try:
         smoke_test(program, backend)
         note = ""

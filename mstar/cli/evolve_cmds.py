@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,9 @@ import typer
 
 from mstar.cli.common import fmt, json_stdout, parse_pairs
 from mstar.errors import UsageError
+from mstar.tasks.base import DATA_RULE
+
+DATA_HELP = ("The task's data: " + DATA_RULE + "; `mstar doctor` checks the same.")
 
 DEFAULT_GENERATIONS = 10  # when no limit at all is given
 
@@ -32,7 +36,7 @@ def _table(summary: dict[str, Any]):
 
 def evolve_cmd(
     task: Annotated[str | None, typer.Option("--task", "-t", help="Task suite (see `mstar tasks`).")] = None,
-    data: Annotated[Path | None, typer.Option("--data", help="Data file or folder (else $MSTAR_DATA).")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help=DATA_HELP)] = None,
     task_opt: Annotated[list[str] | None, typer.Option("--task-opt", "-o", help="Task option KEY=VALUE (split and size options).")] = None,
     budget: Annotated[int, typer.Option("--budget", min=1, help="Context budget in tokens.")] = 1024,
     metric: Annotated[str, typer.Option("--metric", help="Quality objective: evidence_recall, ndcg@10, session_recall, answer_containment; with --model also qa_f1, qa_judge (the answer step).")] = "evidence_recall",
@@ -50,7 +54,7 @@ def evolve_cmd(
     final_k: Annotated[int, typer.Option("--final-k", min=1, help="Top programs on train scored on val at the end.")] = 3,
     select: Annotated[str, typer.Option("--select", help="The run's result: 1se = best on train among the programs within one standard error of the best on val; val = best on val, strictly.")] = "1se",
     max_evals: Annotated[int | None, typer.Option("--max-evals", min=1, help="Stop after N episode evaluations.")] = None,
-    max_minutes: Annotated[float | None, typer.Option("--max-minutes", min=0.01, help="Stop after M minutes (this invocation).")] = None,
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", min=0.01, help="Stop the search after M minutes of this session (then val and test are scored: allow a few minutes more); on --resume, M more minutes.")] = None,
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", min=0, help="Hard LLM budget in USD.")] = None,
     patience: Annotated[int | None, typer.Option("--patience", min=1, help="Stop after N generations without a better train score.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same run.")] = 0,
@@ -66,13 +70,15 @@ def evolve_cmd(
                                                  "auto (local when installed; $MSTAR_EMBEDDER). Saved with the run.")] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where runs are written.")] = Path("runs"),
     run_id: Annotated[str | None, typer.Option("--run-id", help="Name of the run directory (default: time-based).")] = None,
-    resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run in this directory with its saved config.")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run in this directory with its saved config. A run a limit ended needs a new one "
+                                           "(--max-minutes: this session; --generations, --max-evals, --budget-usd: the whole run).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view: plain log lines on stderr.")] = False,
 ) -> None:
     """Evolve a memory harness on a task; the best program on val is scored once on test, next to the seeds."""
     from pydantic import ValidationError
     from rich.console import Console
+    from rich.markup import escape
 
     from mstar.evolve.config import EvolveConfig, StopConfig, new_run_id, parse_mix
     from mstar.evolve.engine import Engine
@@ -87,14 +93,18 @@ def evolve_cmd(
             raise UsageError(f"--embedder: this run is evaluated with the {config.embedder!r} embedder; "
                              "a resumed run keeps it (scores of different embedders do not compare)")
         given = {k: v for k, v in stops.items() if v is not None}
-        if given:  # only the limits may change on resume
-            config.stops = config.stops.model_copy(update=given)
+        from mstar.cli.resume import plan
+
+        resuming, new_stops = plan(resume, config.stops.model_dump(), given)  # refuses a resume that would not search
+        if new_stops != config.stops.model_dump():  # only the limits may change on resume
+            config.stops = StopConfig(**new_stops)
             config.save(resume)
         # Where to run is not what to search: a resumed run may use other workers or another cluster.
         config = config.model_copy(update={k: v for k, v in {"workers": workers, "ray_address": ray_address}.items()
                                            if v is not None})
         run_dir = resume
     else:
+        resuming = ""
         if not task:
             raise UsageError("--task: name a task suite (see `mstar tasks`), or pass --resume RUN_DIR")
         if all(v is None for v in stops.values()):
@@ -117,10 +127,16 @@ def evolve_cmd(
             err = e.errors()[0]
             flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
             raise UsageError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
+    from mstar.tasks.registry import get_task
+
+    get_task(config.task, data=config.data, **config.task_opts)  # a task or data error before any sandbox warning
     get_backend(config.sandbox)  # an unavailable backend is reported before any work
+    if resume is not None:
+        Console(stderr=True).print(resuming, highlight=False, markup=False, soft_wrap=True)
     out = json_stdout() if as_json else sys.stdout
     view = View(live=False if quiet else None)
     view.start(to_stderr=as_json)
+    t0 = time.monotonic()
     try:
         summary = Engine(config, run_dir, view=view).run()
     except KeyboardInterrupt:
@@ -129,13 +145,18 @@ def evolve_cmd(
         raise typer.Exit(130) from None
     finally:
         view.stop()
+    session_s = time.monotonic() - t0
     if as_json:
-        print(json.dumps(summary, indent=2), file=out, flush=True)
+        print(json.dumps(summary | {"session_s": round(session_s, 2)}, indent=2), file=out, flush=True)
         return
     console = Console(width=None if sys.stdout.isatty() else 150)
     console.print(_table(summary))
+    took = (f"{session_s:.0f} s this session, {summary['wall_s']:.0f} s in all" if resume is not None
+            else f"{summary['wall_s']:.0f} s")
     console.print(f"stopped: {summary['stop_reason']} · {summary['generations']} generations · "
-                  f"{summary['evaluations']} evaluations · {summary['wall_s']:.0f} s · ${summary['usd']:.4f}")
+                  f"{summary['evaluations']} evaluations · {took} · ${summary['usd']:.4f}", highlight=False)
+    if summary.get("note"):
+        console.print(f"[yellow]{escape(summary['note'])}[/]")
     console.print(f"run: {summary['run_dir']} (best program: {Path(summary['run_dir']) / 'best.py'})")
 
 

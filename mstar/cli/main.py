@@ -9,6 +9,25 @@ import typer
 
 from mstar.errors import MstarError
 
+
+def _flags_read_as_switches() -> None:
+    """In --help, an on/off flag shows as ``--json``, not ``--json <bool>`` (typer >= 0.2x prints every
+    option's type, switches included, and reads no setting for it). Display only: parsing is click's."""
+    from typer.core import TyperOption
+
+    show_type = getattr(TyperOption, "display_type_rich", None)
+    if show_type is None or getattr(show_type, "mstar_switches", False):
+        return
+
+    def display_type_rich(self, ctx):  # noqa: ANN001, ANN202 - typer's own signature
+        return None if getattr(self, "is_flag", False) else show_type(self, ctx)
+
+    display_type_rich.mstar_switches = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_read_as_switches()
+
 app = typer.Typer(
     name="mstar",
     help="Evolve memory harnesses for LLM agents, scored honestly on your task.",

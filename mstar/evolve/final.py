@@ -12,6 +12,7 @@ redoes only what is missing.
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,33 @@ def _score(eng: Engine, pid: str, split: str) -> float | None:
     return eng.book.score(pid, split, ids) if ids else None
 
 
+def _entry(eng: Engine, pid: str) -> dict[str, Any]:
+    return {"train": eng._train(pid), "val": _score(eng, pid, "val"), "test": _score(eng, pid, "test")}
+
+
+def budget_note(eng: Engine, seeds_done: bool) -> str | None:
+    """When a limit ended the search before any child was accepted: say so, and what would be enough
+    (the seeds' scoring plus three generations, at this session's pace, the final step included).
+    ``seeds_done``: whether the seeds had their train scores when the search stopped."""
+    if (eng.store.get_state("generation_done", 0) or 0) > 0:
+        return None
+    if any(rec.status == "accepted" for rec in eng.programs.values()):
+        return None
+    if not (eng.stop_reason or "").startswith(("time limit", "evaluation limit", "budget spent")):
+        return None
+    n_train, cfg = len(eng.ids["train"]), eng.config
+    per_eval = (time.monotonic() - eng.t0) / max(eng.evaluator.evaluations, 1)
+    evals = len(eng.seeds) * n_train + 3 * cfg.children_per_gen * (cfg.screen_episodes + n_train)
+    minutes = max(1, math.ceil(evals * per_eval / 60))
+    when = ("scoring the seeds on train took the whole search" if seeds_done
+            else "the limit came while the seeds were scored on train (their scoring was finished after it)")
+    return (f"nothing evolved: {when}; the result is the best seed. At this session's pace "
+            f"({per_eval:.1f} s per evaluation) about --max-minutes {minutes} scores the seeds and runs "
+            f"3 generations ({evals} evaluations)")
+
+
 def finish(eng: Engine) -> dict[str, Any]:
+    seeds_done = all(eng._train(r.id) is not None for r in eng.seeds)
     eng.view.update(phase="final: val/test")
     train_ids = eng.ids["train"]
     scored = [pid for pid, rec in eng.programs.items()
@@ -49,6 +76,10 @@ def finish(eng: Engine) -> dict[str, Any]:
     seed_ids = [r.id for r in eng.seeds]
     candidates = list(dict.fromkeys(ranked[: eng.config.final_k] + seed_ids))
     targets = [eng._target(p) for p in candidates]
+    unfinished = [eng._target(p) for p in candidates if eng._train(p) is None]
+    if unfinished:  # the search stopped while the seeds were scored: the pick (and the report) needs train
+        eng.view.log(f"final: finishing the train scores of {len(unfinished)} seeds ({len(train_ids)} episodes)")
+        eng.evaluator.ensure(unfinished, "train", train_ids, stoppable=False)
     if eng.ids["val"]:
         eng.view.log(f"final: scoring {len(targets)} programs on val ({len(eng.ids['val'])} episodes)")
         eng.evaluator.ensure(targets, "val", eng.ids["val"], stoppable=False)
@@ -73,6 +104,7 @@ def finish(eng: Engine) -> dict[str, Any]:
         eng._write_best(f"picked on val (--select {eng.config.select}); {eng.config.metric}@{eng.config.budget}: train {f(eng._train(best))}, "
                         f"val {f(_score(eng, best, 'val'))}, test {f(_score(eng, best, 'test'))}")
     summary = summarize(eng, best)
+    summary["note"] = budget_note(eng, seeds_done)
     with eng.store.tx():
         eng.store.event("final", summary)
         eng.store.set_state("final", summary)
@@ -96,12 +128,9 @@ def summarize(eng: Engine, best: str | None) -> dict[str, Any]:
             "id": best,
             "name": rec.name if rec else None,
             "operator": rec.operator if rec else None,
-            "train": eng._train(best) if best else None,
-            "val": _score(eng, best, "val") if best else None,
-            "test": _score(eng, best, "test") if best else None,
+            **(_entry(eng, best) if best else {"train": None, "val": None, "test": None}),
         },
-        "seeds": {r.name: {"id": r.id, "train": eng._train(r.id), "val": _score(eng, r.id, "val"),
-                           "test": _score(eng, r.id, "test")} for r in eng.seeds},
+        "seeds": {r.name: {"id": r.id, **_entry(eng, r.id)} for r in eng.seeds},
         "evaluations": eng.evaluations,
         "generations": eng.store.get_state("generation_done", 0) or 0,
         "proposals": counts,

@@ -89,7 +89,11 @@ class View:
 
     def log(self, line: str) -> None:
         if self._live is not None:
-            self._console.print(line, markup=False, highlight=False)
+            from rich.text import Text
+
+            # A Text, not markup=False: the print's render options also apply to the panel that Live
+            # redraws below the line, whose cells would then show their markup raw ("[bold]seeds[/]").
+            self._console.print(Text(line))
         else:
             print(f"[{time.strftime('%H:%M:%S')}] {line}", file=self.stream, flush=True)
 

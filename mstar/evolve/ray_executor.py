@@ -39,6 +39,7 @@ from typing import Any
 from mstar.episodes import Episode
 from mstar.errors import CandidateFailure, UsageError
 from mstar.evaluate import EpisodeResult, EvalConfig, evaluate_episode
+from mstar.evolve import ray_quiet
 from mstar.evolve.executor import EvalJob, JobResult, LLMMeter
 from mstar.toolkit import Toolkit
 
@@ -63,6 +64,7 @@ def start_ray(workers: int, address: str | None = None) -> tuple[bool, str | Non
         _local_env()
     import ray
 
+    ray_quiet.install()  # Ray's "(raylet) A worker died" lines: only those that mean something, reworded
     if ray.is_initialized():
         return False, None
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
@@ -216,6 +218,7 @@ def _retire_worker() -> None:
     then recurse without end). Ray would hand this interpreter the next task; a fresh one costs a
     worker start. Cancelled tasks are not retried, so exiting loses nothing."""
     try:
+        ray_quiet.mark_retired()  # its death is on purpose: the driver does not report it
         _close_backends()  # warm spares: Ray does not run atexit hooks for a worker that exits this way
     finally:
         os._exit(0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass
@@ -68,18 +67,15 @@ def _auto() -> Check:
 
 
 def _data() -> Check:
-    env = os.environ.get("MSTAR_DATA")
-    candidates = []
-    if env:
-        p = Path(env)
-        candidates.append(p / "locomo10.json" if p.is_dir() else p)
-    repo = Path(__file__).resolve().parents[2]
-    candidates += [repo.parent / "shared" / "data" / "locomo10.json", Path.cwd().parent / "shared" / "data" / "locomo10.json"]
-    for c in candidates:
-        if c.is_file():
-            return Check("data (LoCoMo)", "ok", f"{c}" + (" ($MSTAR_DATA)" if env and str(c).startswith(env) else ""))
-    where = f"$MSTAR_DATA={env}" if env else "$MSTAR_DATA unset"
-    return Check("data (LoCoMo)", "missing", f"locomo10.json not found ({where}, ../shared/data)",
+    # The rule `mstar eval` and `mstar evolve` use, so that "ok" here means `--task locomo` finds it.
+    from mstar.tasks.base import DEFAULT_DATA_DIRS, find_data
+
+    path, how = find_data(None, "locomo10.json")
+    if how and path.is_file():
+        return Check("data (LoCoMo)", "ok", f"{path} (from {how})")
+    where = f"{path}: no such file (from {how})" if how else "locomo10.json not found"
+    order = ", then ".join(["$MSTAR_DATA", *(f"{d}/" if d.startswith(".") else f"./{d}/" for d in DEFAULT_DATA_DIRS)])
+    return Check("data (LoCoMo)", "missing", f"{where} (looked up: --data, then {order})",
                  "export MSTAR_DATA=/path/to/locomo10.json, or pass --data PATH; "
                  "`--task synthetic` needs no data")
 

@@ -202,13 +202,38 @@ def build_image(client: Any, base: str | None = None, local_base: bool = False, 
         log(f"docker build {tag} FROM {base} ({len(wheels)} wheels)")
         labels = {"mstar.version": mstar.__version__, "mstar.hash": content_hash(), "mstar.base": base,
                   "mstar.wheels": " ".join(wheels)[:4000]}
-        errors = []
-        for chunk in client.api.build(path=str(ctx), tag=tag, buildargs={"BASE": base}, rm=True, forcerm=True,
-                                      decode=True, labels=labels, network_mode="none", pull=False):
-            if "error" in chunk:
-                errors.append(str(chunk["error"]).strip())
-            elif chunk.get("stream", "").strip().startswith("Step "):
-                log("  " + chunk["stream"].strip())
-        if errors:
-            raise SandboxBuildError("docker build failed: " + " | ".join(errors)[-2000:])
+        docker_build(client, ctx, tag, {"BASE": base}, labels, log)
     return tag
+
+
+def docker_build(client: Any, ctx: Path, tag: str, buildargs: dict[str, str], labels: dict[str, str], log: Log) -> None:
+    """``docker build`` of ``ctx`` as ``tag``, then remove the untagged images of its earlier stages.
+
+    The engine's classic builder (the one the API drives) keeps each finished stage of a multi-stage
+    build as an untagged image: without this, every build leaves a dangling ``<none>`` image of the
+    base plus the wheels behind. Only the stage images this build's own output names are removed."""
+    import docker
+
+    errors: list[str] = []
+    last_id, stage_ids, steps = None, [], 0
+    for chunk in client.api.build(path=str(ctx), tag=tag, buildargs=buildargs, rm=True, forcerm=True,
+                                  decode=True, labels=labels, network_mode="none", pull=False):
+        if "error" in chunk:
+            errors.append(str(chunk["error"]).strip())
+            continue
+        line = chunk.get("stream", "").strip()
+        if line.startswith("Step "):
+            log("  " + line)
+            if " : FROM " in line.upper() and steps and last_id:
+                stage_ids.append(last_id)  # the image the previous stage ended with
+            steps += 1
+        elif line.startswith("---> ") and " " not in line[5:].strip():
+            last_id = line[5:].strip()  # " ---> 3f1a2b..." (not " ---> Running in ...")
+    if errors:
+        raise SandboxBuildError("docker build failed: " + " | ".join(errors)[-2000:])
+    for sid in stage_ids:
+        try:
+            if not client.images.get(sid).tags:
+                client.images.remove(sid)
+        except docker.errors.APIError:
+            pass  # in use by another build, or gone: nothing of ours is lost

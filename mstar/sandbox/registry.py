@@ -32,6 +32,14 @@ def auto_choice() -> tuple[str, str]:
         client.close()
 
 
+def auto_warning(why: str) -> str:
+    """The one line ``--sandbox auto`` prints when it falls back to the process sandbox, with the fix."""
+    fix = ("start a Docker engine (sudo dockerd >/tmp/dockerd.log 2>&1 &), then mstar sandbox build --local-base"
+           if "engine" in why else "mstar sandbox build --local-base (or --base python:3.11-slim where you can pull)")
+    return (f"[mstar] warning: --sandbox auto: using the process sandbox (weaker than docker): {why}. "
+            f"Fix: {fix}; `mstar doctor` checks it. Pass --sandbox process to choose it without this warning.")
+
+
 def get_backend(name: str = "inline", **options):
     """A backend by name; ``options`` go to its constructor (e.g. ``guard=False``, ``image=...``)."""
     if name not in BACKENDS:
@@ -39,8 +47,7 @@ def get_backend(name: str = "inline", **options):
     if name == "auto":
         name, why = auto_choice()
         if name == "process":
-            print(f"[mstar] warning: --sandbox auto: using the process sandbox (weaker than docker): {why}",
-                  file=sys.stderr)
+            print(auto_warning(why), file=sys.stderr)
     if name == "inline":
         from mstar.sandbox.inline import InlineBackend
 
