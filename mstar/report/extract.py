@@ -123,10 +123,10 @@ def _read(c: sqlite3.Connection, metric: str) -> dict[str, Any]:
               for r in c.execute("SELECT id, ts, kind, payload FROM events WHERE kind IN "
                                  "('generation','seeds','session','best','final','migration') ORDER BY id")]
     proposals = [dict(zip(("generation", "slot", "island", "operator", "parents", "program", "outcome", "reason",
-                           "screen", "train", "created"), r))
+                           "screen", "train", "created"), r, strict=True))
                  for r in c.execute("SELECT generation, slot, island, operator, parents, program, outcome, reason, "
                                     "screen, train, created FROM proposals ORDER BY generation, slot")]
-    llm = [dict(zip(("purpose", "calls", "tokens", "cost", "cached"), r)) for r in c.execute(
+    llm = [dict(zip(("purpose", "calls", "tokens", "cost", "cached"), r, strict=True)) for r in c.execute(
         "SELECT purpose, COUNT(*), SUM(tokens), SUM(cost), SUM(cached) FROM llm_calls GROUP BY purpose")]
     splits: dict[str, set[str]] = defaultdict(set)
     for _pid, split, ep in episodes:

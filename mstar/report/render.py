@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 def _asset(name: str) -> str:
     return resources.files("mstar.report").joinpath("assets", name).read_text(encoding="utf-8")
 
