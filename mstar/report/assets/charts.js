@@ -149,7 +149,7 @@
   function heatmap(node, rows, cols, z, opts) {
     const cell = Math.max(8, Math.min(90, ((node.clientWidth || 800) - 200) / Math.max(1, cols.length)));
     const m = { t: 24, l: 190, b: 90 };
-    const W = m.l + cell * cols.length + 20, H = m.t + 22 * rows.length + m.b;
+    const W = Math.max(m.l + cell * cols.length + 20, m.l + 8 * (opts.title || "").length), H = m.t + 22 * rows.length + m.b;
     node.replaceChildren();
     node.style.height = H + "px";
     const svg = s("svg", { width: W, height: H, class: "chart heatmap" }, node);
