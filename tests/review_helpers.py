@@ -64,8 +64,20 @@ def open_tab(browser: Any, url: str, wait_renders: int = 1) -> Tab:
     page.on("request", lambda r: tab.requests.append(r.url))
     page.goto(url)
     if wait_renders:
-        page.wait_for_function(f"Number(document.body.dataset.renders || 0) >= {wait_renders}", timeout=30_000)
+        wait_js(page, f"Number(document.body.dataset.renders || 0) >= {wait_renders}")
     return tab
+
+
+def wait_js(page: Any, expr: str, timeout_s: float = 30.0) -> None:
+    """Poll ``expr`` until true. (Playwright's wait_for_function evaluates a string in the page, which
+    the page's own Content-Security-Policy forbids; page.evaluate goes through DevTools and is allowed.)"""
+    import time
+
+    end = time.monotonic() + timeout_s
+    while not page.evaluate(expr):
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {expr}")
+        time.sleep(0.1)
 
 
 def shot(tab: Tab, name: str) -> Path:

@@ -24,7 +24,7 @@ from typing import Any
 
 from mstar.report.extract import extract, stamp
 from mstar.report.render import page
-from mstar.report.source import RunReadError, load_config, read_only, run_status
+from mstar.report.source import RunReadError, check_schema, load_config, read_only, run_status
 
 
 def list_runs(root: Path) -> list[dict[str, Any]]:
@@ -34,6 +34,7 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
                     key=lambda p: (p / "run.db").stat().st_mtime, reverse=True):
         try:
             with read_only(d) as c:
+                check_schema(c, d / "run.db")
                 final = c.execute("SELECT value FROM state WHERE key='final'").fetchone()
                 pid = c.execute("SELECT payload FROM events WHERE kind='session' ORDER BY id DESC LIMIT 1").fetchone()
             status = run_status(d, json.loads(final[0]) if final else None, json.loads(pid[0]).get("pid") if pid else None)
