@@ -126,3 +126,35 @@ def test_metric_version_is_shown_when_the_run_records_it(run_dir, tmp_path):
     cfg["metric_version"] = 2
     (d / "config.json").write_text(json.dumps(cfg))
     assert extract(d)["run"]["metric_version"] == 2
+
+
+def test_hostile_program_text_cannot_make_the_report_fetch_or_run_anything(run_dir, browser, tmp_path):  # noqa: F811
+    """A harness's source, name and note are written by an optimiser: markup in them must stay text, and
+    nothing in them may reach the network (script, image, style, link prefetch)."""
+    import shutil
+
+    from mstar.evolve.store import ProgramRecord, RunStore
+
+    d = tmp_path / "hostile"
+    shutil.copytree(run_dir, d, ignore=shutil.ignore_patterns("report.html"))
+    payload = ('</script><script>window.__pwned=1;fetch("http://10.0.0.1/x")</script>'
+               '<img src="http://10.0.0.2/p.png" onerror="window.__pwned=2"><style>@import "http://10.0.0.3/s.css";</style>'
+               '<link rel="prefetch" href="http://10.0.0.4/"><a href="http://10.0.0.5/">x</a>')
+    store = RunStore(d)
+    try:
+        parent = next(p for p in store.programs() if p.operator == "seed")
+        store.add_program(ProgramRecord(id="hostile000000001", name="g1.9-" + payload, parents=[parent.id],
+                                        generation=1, operator="jitter", source=parent.source + "\n# " + payload + "\n",
+                                        status="accepted", note=payload))
+    finally:
+        store.close()
+    out, _ = write_report(d)
+    tab = open_tab(browser, out.as_uri())
+    page = tab.page
+    page.locator('#tree .node[data-id="hostile000000001"]').click()
+    page.locator("#detail pre.diff .add").first.wait_for()
+    assert payload in page.inner_text("#detail")  # shown literally
+    page.fill("#f-find", "hostile000000001")
+    assert page.evaluate("window.__pwned") is None
+    assert [u for u in tab.requests if not u.startswith("file://")] == []
+    assert page.locator("img, link[rel=prefetch], #detail a").count() == 0

@@ -91,34 +91,32 @@ def _read(c: sqlite3.Connection, metric: str) -> dict[str, Any]:
         programs.append({"id": r[0], "name": r[1], "parents": _loads(r[2]) or [], "island": r[3], "generation": r[4],
                          "operator": r[5], "source": r[6], "knobs": _loads(r[7]), "status": r[8], "error": r[9],
                          "note": r[10], "created": r[11]})
-    # (program, split, episode, category) -> [metric sum, metric n, probes, tokens, latency ms], finished episodes only
+    # (program, split, episode, category, diagnosed stage) -> metric sum, metric n, probes, tokens, latency ms;
+    # finished episodes only. One pass over the probe rows serves the scores, heatmaps and diagnosis counts.
     cells = []
+    diag_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in c.execute(
             f"SELECT e.program, e.split, e.episode, COALESCE(json_extract(e.metrics, '$.category'), 'default'), "
-            f"SUM(json_extract(e.metrics, '{path}')), COUNT(json_extract(e.metrics, '{path}')), COUNT(*), "
-            f"SUM(e.tokens), SUM(e.latency) FROM evaluations e JOIN evaluations s ON s.program=e.program "
-            f"AND s.split=e.split AND s.episode=e.episode AND s.probe='' WHERE e.seq>=0 "
-            f"GROUP BY e.program, e.split, e.episode, 4"):
-        cells.append(r)
+            f"json_extract(e.diagnosis, '$.stage'), SUM(json_extract(e.metrics, '{path}')), "
+            f"COUNT(json_extract(e.metrics, '{path}')), COUNT(*), SUM(e.tokens), SUM(e.latency) "
+            f"FROM evaluations e JOIN evaluations s ON s.program=e.program AND s.split=e.split "
+            f"AND s.episode=e.episode AND s.probe='' WHERE e.seq>=0 GROUP BY e.program, e.split, e.episode, 4, 5"):
+        cells.append(r[:4] + r[5:])
+        if r[4] is not None and r[1] == "train":
+            diag_counts[r[0]][str(r[4])] += r[7]
     episodes = {}
     for r in c.execute("SELECT program, split, episode, metrics, cost, latency FROM evaluations WHERE probe=''"):
         m = _loads(r[3]) if r[3] else {}
         episodes[(r[0], r[1], r[2])] = {"failure": (m or {}).get("failure"), "detail": (m or {}).get("detail"),
                                         "cost": r[4], "wall_s": (m or {}).get("wall_s", r[5] / 1000)}
-    diag_counts: dict[str, dict[str, int]] = defaultdict(dict)
     diag_examples: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for pid, stage, n in c.execute(
-            "SELECT program, json_extract(diagnosis, '$.stage'), COUNT(*) FROM evaluations "
-            "WHERE diagnosis IS NOT NULL AND split='train' GROUP BY 1, 2"):
-        diag_counts[pid][str(stage)] = n
-    for pid, d in c.execute(
-            "SELECT program, diagnosis FROM (SELECT program, diagnosis, ROW_NUMBER() OVER (PARTITION BY program "
-            "ORDER BY episode, seq) rn FROM evaluations WHERE diagnosis IS NOT NULL AND split='train') "
-            f"WHERE rn<={EXAMPLES_PER_PROGRAM}"):
-        d = _loads(d) or {}
-        diag_examples[pid].append({k: d.get(k) for k in ("probe_id", "category", "question", "stage", "recall",
-                                                          "evidence_texts", "context_excerpt", "error")
-                                   if d.get(k) is not None})
+    for pid in diag_counts:  # a few rows per program, straight off the primary key
+        for (d,) in c.execute("SELECT diagnosis FROM evaluations WHERE program=? AND split='train' "
+                              "AND diagnosis IS NOT NULL LIMIT ?", (pid, EXAMPLES_PER_PROGRAM)):
+            d = _loads(d) or {}
+            diag_examples[pid].append({k: d.get(k) for k in ("probe_id", "category", "question", "stage", "recall",
+                                                              "evidence_texts", "context_excerpt", "error")
+                                       if d.get(k) is not None})
     events = [{"id": r[0], "ts": r[1], "kind": r[2], "payload": _loads(r[3])}
               for r in c.execute("SELECT id, ts, kind, payload FROM events WHERE kind IN "
                                  "('generation','seeds','session','best','final','migration') ORDER BY id")]
@@ -174,10 +172,25 @@ def _attach_scores(programs: list[dict[str, Any]], data: dict[str, Any], cfg: di
         parents = [by_id[q] for q in p["parents"] if q in by_id]
         # What the operator was shown: a sample of the parents' diagnosed failures on train.
         p["answered"] = {q["id"]: data["diag_counts"].get(q["id"], {}) for q in parents}
-        p["diffs"] = {q["id"]: _diff(q["source"], p["source"], q["name"], p["name"]) for q in parents}
+        p["diffs"] = {q["id"]: _diff(q["source"], p["source"], q["name"], p["name"], (q["id"], p["id"]))
+                      for q in parents}
 
 
-def _diff(a: str, b: str, name_a: str, name_b: str) -> str:
+_DIFFS: dict[tuple[str, str], str] = {}  # program ids hash their source: a pair's diff never changes
+
+
+def _diff(a: str, b: str, name_a: str, name_b: str, key: tuple[str, str] | None = None) -> str:
+    if key is not None and key in _DIFFS:
+        return _DIFFS[key]
+    d = _unified(a, b, name_a, name_b)
+    if key is not None:
+        if len(_DIFFS) > 20_000:
+            _DIFFS.clear()
+        _DIFFS[key] = d
+    return d
+
+
+def _unified(a: str, b: str, name_a: str, name_b: str) -> str:
     return "".join(difflib.unified_diff(a.splitlines(keepends=True), b.splitlines(keepends=True),
                                         fromfile=name_a, tofile=name_b, n=3))
 

@@ -89,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
         if since == now:
             self._json({"stamp": now, "unchanged": True})
             return
-        self._json({"stamp": now, "data": extract(run_dir)})
+        self._send(200, self.server.snapshot(run_dir, now), "application/json")
 
 
 def _status_key(run_dir: Path) -> str:
@@ -108,8 +108,24 @@ class DashboardServer(ThreadingHTTPServer):
 
     def __init__(self, root: Path, port: int = 8765, host: str = "127.0.0.1"):
         self.root = Path(root).resolve()
+        # One extraction per run at a time, kept for its stamp: pages polling the same run share it, and
+        # a slow read of a big store never piles up behind itself.
+        self._locks: dict[Path, threading.Lock] = {}
+        self._cache: dict[Path, tuple[str, bytes]] = {}
+        self._guard = threading.Lock()
         self.html = page(mode="dashboard", title="mstar dashboard", boot={"mode": "dashboard"})
         super().__init__((host, port), _Handler)
+
+    def snapshot(self, run_dir: Path, now: str) -> bytes:
+        with self._guard:
+            lock = self._locks.setdefault(run_dir, threading.Lock())
+        with lock:
+            hit = self._cache.get(run_dir)
+            if hit and hit[0] == now:
+                return hit[1]
+            body = json.dumps({"stamp": now, "data": extract(run_dir)}, separators=(",", ":"), default=str).encode()
+            self._cache[run_dir] = (now, body)
+            return body
 
     @property
     def url(self) -> str:
