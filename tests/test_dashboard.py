@@ -176,3 +176,30 @@ def test_report_cli_bad_input(tmp_path, runs):
     (tmp_path / "badcfg" / "config.json").write_text("{oops")
     r = report(tmp_path / "badcfg")
     assert r.returncode == 2 and "config.json: not valid JSON" in r.stderr
+
+
+def test_incremental_extraction_equals_a_fresh_one(runs, tmp_path):
+    """The dashboard's cache aggregates only newly finished episodes; the result must equal a cold read."""
+    import json
+
+    from mstar.report.extract import Cache, extract
+
+    d = tmp_path / "inc"
+    shutil.copytree(runs / "done", d)
+    cache = Cache("")
+    extract(d, cache)
+    store = RunStore(d)
+    try:
+        pid = next(p.id for p in store.programs() if p.operator == "seed")
+        store.add_episode(pid, "val", "tiny-extra", {"failure": None, "wall_s": 0.5},
+                          [{"probe": "x:q0", "metrics": {"evidence_recall": 0.25, "category": "temporal"}, "tokens": 9,
+                            "latency": 1.0, "diagnosis": {"stage": "not_stored", "question": "q?"}}])
+    finally:
+        store.close()
+
+    def canon(x):
+        return json.dumps(x, sort_keys=True, default=str)
+
+    warm = extract(d, cache)
+    assert canon(warm) == canon(extract(d))
+    assert "tiny-extra" in warm["heatmap"]["episode"]["val"][pid]

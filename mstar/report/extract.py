@@ -40,14 +40,14 @@ def _metric_path(metric: str) -> str:
     return '$."' + metric.replace('"', "") + '"'
 
 
-def extract(run_dir: Path) -> dict[str, Any]:
+def extract(run_dir: Path, cache: Cache | None = None) -> dict[str, Any]:
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
     with read_only(run_dir) as c:
         check_schema(c, run_dir / "run.db")
         state = {k: _loads(v) for k, v in c.execute("SELECT key, value FROM state")}
         metric = str(cfg.get("metric") or (state.get("final") or {}).get("metric") or "evidence_recall")
-        data = _read(c, metric)
+        data = _read(c, metric, cache)
     final = state.get("final")
     sessions = [e for e in data["events"] if e["kind"] == "session"]
     last_pid = sessions[-1]["payload"].get("pid") if sessions else None
@@ -83,40 +83,81 @@ def _loads(v: str) -> Any:
         return v
 
 
-def _read(c: sqlite3.Connection, metric: str) -> dict[str, Any]:
-    path = _metric_path(metric)
+def _example(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: d.get(k) for k in ("probe_id", "category", "question", "stage", "recall", "evidence_texts",
+                                  "context_excerpt", "error") if d.get(k) is not None}
+
+
+class Cache:
+    """What a long-lived reader (the dashboard) keeps between extractions of one run.
+
+    A finished episode's probe rows are written once, in one transaction with its summary row, so their
+    aggregate is keyed by the summary row's (program, split, episode, created): a live run's next
+    extraction aggregates only the episodes that finished since the last one."""
+
+    BULK = 200  # more new episodes than this: one pass over the whole table beats one query each
+
+    def __init__(self, metric: str):
+        self.metric = metric
+        self.cells: dict[tuple[str, str, str], tuple[float, list[tuple]]] = {}
+        self.examples: dict[str, list[dict[str, Any]]] = {}
+
+    # (program, split, episode, category, diagnosed stage) -> metric sum, metric n, probes, tokens, latency ms
+    _SELECT = ("SELECT e.program, e.split, e.episode, COALESCE(json_extract(e.metrics, '$.category'), 'default'), "
+               "json_extract(e.diagnosis, '$.stage'), SUM(json_extract(e.metrics, '{p}')), "
+               "COUNT(json_extract(e.metrics, '{p}')), COUNT(*), SUM(e.tokens), SUM(e.latency) FROM evaluations e ")
+
+    def refresh(self, c: sqlite3.Connection, done: dict[tuple[str, str, str], float]) -> None:
+        for key in [k for k in self.cells if k not in done]:
+            del self.cells[key]
+        new = [k for k, t in done.items() if k not in self.cells or self.cells[k][0] != t]
+        if not new:
+            return
+        select = self._SELECT.format(p=_metric_path(self.metric))
+        fresh: dict[tuple[str, str, str], list[tuple]] = defaultdict(list)
+        if len(new) > self.BULK:
+            for r in c.execute(select + "WHERE e.seq>=0 GROUP BY e.program, e.split, e.episode, 4, 5"):
+                fresh[(r[0], r[1], r[2])].append(r)
+        else:
+            for key in new:
+                fresh[key] = c.execute(select + "WHERE e.program=? AND e.split=? AND e.episode=? AND e.seq>=0 "
+                                       "GROUP BY 4, 5", key).fetchall()
+        for key in new:
+            self.cells[key] = (done[key], fresh.get(key, []))
+
+
+def _read(c: sqlite3.Connection, metric: str, cache: Cache | None = None) -> dict[str, Any]:
     programs = []
     for r in c.execute("SELECT id, name, parents, island, generation, operator, source, knobs, status, error, note, "
                        "created FROM programs ORDER BY created, rowid"):
         programs.append({"id": r[0], "name": r[1], "parents": _loads(r[2]) or [], "island": r[3], "generation": r[4],
                          "operator": r[5], "source": r[6], "knobs": _loads(r[7]), "status": r[8], "error": r[9],
                          "note": r[10], "created": r[11]})
-    # (program, split, episode, category, diagnosed stage) -> metric sum, metric n, probes, tokens, latency ms;
-    # finished episodes only. One pass over the probe rows serves the scores, heatmaps and diagnosis counts.
-    cells = []
-    diag_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for r in c.execute(
-            f"SELECT e.program, e.split, e.episode, COALESCE(json_extract(e.metrics, '$.category'), 'default'), "
-            f"json_extract(e.diagnosis, '$.stage'), SUM(json_extract(e.metrics, '{path}')), "
-            f"COUNT(json_extract(e.metrics, '{path}')), COUNT(*), SUM(e.tokens), SUM(e.latency) "
-            f"FROM evaluations e JOIN evaluations s ON s.program=e.program AND s.split=e.split "
-            f"AND s.episode=e.episode AND s.probe='' WHERE e.seq>=0 GROUP BY e.program, e.split, e.episode, 4, 5"):
-        cells.append(r[:4] + r[5:])
-        if r[4] is not None and r[1] == "train":
-            diag_counts[r[0]][str(r[4])] += r[7]
     episodes = {}
-    for r in c.execute("SELECT program, split, episode, metrics, cost, latency FROM evaluations WHERE probe=''"):
+    created: dict[tuple[str, str, str], float] = {}
+    for r in c.execute("SELECT program, split, episode, metrics, cost, latency, created FROM evaluations WHERE probe=''"):
         m = _loads(r[3]) if r[3] else {}
         episodes[(r[0], r[1], r[2])] = {"failure": (m or {}).get("failure"), "detail": (m or {}).get("detail"),
                                         "cost": r[4], "wall_s": (m or {}).get("wall_s", r[5] / 1000)}
-    diag_examples: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        created[(r[0], r[1], r[2])] = r[6]
+    cache = cache if cache is not None else Cache(metric)
+    if cache.metric != metric:  # a first use, or the run dir now holds another run
+        cache.__init__(metric)
+    cache.refresh(c, created)
+    cells = []
+    diag_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for rows in cache.cells.values():
+        for r in rows[1]:
+            cells.append(r[:4] + r[5:])
+            if r[4] is not None and r[1] == "train":
+                diag_counts[r[0]][str(r[4])] += r[7]
+    diag_examples: dict[str, list[dict[str, Any]]] = {}
     for pid in diag_counts:  # a few rows per program, straight off the primary key
-        for (d,) in c.execute("SELECT diagnosis FROM evaluations WHERE program=? AND split='train' "
-                              "AND diagnosis IS NOT NULL LIMIT ?", (pid, EXAMPLES_PER_PROGRAM)):
-            d = _loads(d) or {}
-            diag_examples[pid].append({k: d.get(k) for k in ("probe_id", "category", "question", "stage", "recall",
-                                                              "evidence_texts", "context_excerpt", "error")
-                                       if d.get(k) is not None})
+        if len(cache.examples.get(pid, ())) < EXAMPLES_PER_PROGRAM:
+            cache.examples[pid] = [_example(_loads(d) or {}) for (d,) in c.execute(
+                "SELECT diagnosis FROM evaluations WHERE program=? AND split='train' AND diagnosis IS NOT NULL "
+                "LIMIT ?", (pid, EXAMPLES_PER_PROGRAM))]
+        diag_examples[pid] = cache.examples[pid]
     events = [{"id": r[0], "ts": r[1], "kind": r[2], "payload": _loads(r[3])}
               for r in c.execute("SELECT id, ts, kind, payload FROM events WHERE kind IN "
                                  "('generation','seeds','session','best','final','migration') ORDER BY id")]

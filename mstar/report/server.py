@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from mstar.report.extract import extract, stamp
+from mstar.report.extract import Cache, extract, stamp
 from mstar.report.render import page
 from mstar.report.source import RunReadError, check_schema, load_config, read_only, run_status
 
@@ -112,6 +112,7 @@ class DashboardServer(ThreadingHTTPServer):
         # a slow read of a big store never piles up behind itself.
         self._locks: dict[Path, threading.Lock] = {}
         self._cache: dict[Path, tuple[str, bytes]] = {}
+        self._extract_caches: dict[Path, Cache] = {}
         self._guard = threading.Lock()
         self.html = page(mode="dashboard", title="mstar dashboard", boot={"mode": "dashboard"})
         super().__init__((host, port), _Handler)
@@ -123,7 +124,9 @@ class DashboardServer(ThreadingHTTPServer):
             hit = self._cache.get(run_dir)
             if hit and hit[0] == now:
                 return hit[1]
-            body = json.dumps({"stamp": now, "data": extract(run_dir)}, separators=(",", ":"), default=str).encode()
+            cache = self._extract_caches.setdefault(run_dir, Cache(""))
+            data = extract(run_dir, cache)
+            body = json.dumps({"stamp": now, "data": data}, separators=(",", ":"), default=str).encode()
             self._cache[run_dir] = (now, body)
             return body
 
