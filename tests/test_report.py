@@ -101,6 +101,19 @@ def test_tree_filters_collapse_to_the_picks_ancestry(run_dir, browser):  # noqa:
     page.uncheck("#f-best")
     page.select_option("#f-op", "seed")
     assert page.locator("#tree .node").count() == sum(p["operator"] == "seed" for p in data["programs"])
+    page.select_option("#f-op", "")
+    # Zoom: the wheel narrows the plotted domain (the axis follows), double-click restores it.
+    ticks = page.locator("#tree .tick").all_inner_texts()
+    box = page.locator("#tree").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(4):
+        page.mouse.wheel(0, -300)
+        page.wait_for_timeout(60)
+    zoomed = page.locator("#tree .tick").all_inner_texts()
+    assert zoomed != ticks
+    page.mouse.dblclick(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_timeout(100)
+    assert page.locator("#tree .tick").all_inner_texts() == ticks
 
 
 def test_extract_matches_the_store(run_dir):

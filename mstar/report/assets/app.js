@@ -6,7 +6,7 @@
   const safe = (s) => String(s == null ? "" : s).replace(/[<>&]/g, (c) => ({ "<": "‹", ">": "›", "&": "+" })[c]);
   const fmt = (v, d = 4) => (v == null || Number.isNaN(v) ? "–" : Number(v).toFixed(d));
   const C = () => window.MSTAR_CHARTS;
-  const M = (window.MSTAR = { data: null, byId: {}, selected: null, renders: 0, onSelect: null, view: { k: 1, tx: 0, ty: 0 } });
+  const M = (window.MSTAR = { data: null, byId: {}, selected: null, renders: 0, onSelect: null, view: {} });
 
   function el(tag, attrs, ...kids) {
     const e = document.createElement(tag);

@@ -93,28 +93,36 @@
     return f;
   }
 
-  // The zoomable scatter. points: [{x, y, id, fill, stroke, sw, shape, r, title}], edges: [[x1, y1, x2, y2]].
+  // The scatter (the lineage tree, the Pareto plots). points: [{x, y, id, fill, stroke, sw, shape, r, title}],
+  // edges: [[x1, y1, x2, y2]]. With opts.zoom, opts.view keeps the visible domain across redraws.
   function scatter(node, points, opts) {
-    const f = frame(node, Object.assign({ x: extent(points.map((p) => p.x)), y: extent(points.map((p) => p.y)) }, opts));
+    const full = { x: opts.x || extent(points.map((p) => p.x)), y: opts.y || extent(points.map((p) => p.y)) };
+    const view = opts.view || {};
+    // Not zoomed in (or the first draw): follow the data, e.g. a new generation that just landed.
+    if (!opts.zoom || !view.x || !view.prev || !zoomed(view, view.prev)) { view.x = full.x.slice(); view.y = full.y.slice(); }
+    view.prev = full;
+    const f = frame(node, Object.assign({}, opts, { x: view.x, y: view.y, xticks: opts.zoom && zoomed(view, full) ? null : opts.xticks }));
     for (const ln of opts.polylines || []) s("polyline", { points: ln.points.map((p) => f.X(p[0]) + "," + f.Y(p[1])).join(" "), fill: "none", stroke: ln.color, "stroke-width": ln.width || 1.5 }, f.plot);
     if (opts.edges && opts.edges.length) {
       let d = "";
       for (const [a, b, c, e] of opts.edges) d += "M" + f.X(a).toFixed(1) + " " + f.Y(b).toFixed(1) + "L" + f.X(c).toFixed(1) + " " + f.Y(e).toFixed(1);
-      s("path", { d, stroke: "#c3c8d2", "stroke-width": 1, fill: "none", "vector-effect": "non-scaling-stroke" }, f.plot);
+      s("path", { d, stroke: "#c3c8d2", "stroke-width": 1, fill: "none" }, f.plot);
     }
     const nodes = s("g", { class: "nodes" }, f.plot);
     for (const p of points) {
       const r = p.r || 6, x = f.X(p.x), y = f.Y(p.y);
-      const attrs = { class: "node", "data-id": p.id, fill: p.fill, stroke: p.stroke || "#fff", "stroke-width": p.sw || 0.8, "vector-effect": "non-scaling-stroke" };
+      const attrs = { class: "node", "data-id": p.id, fill: p.fill, stroke: p.stroke || "#fff", "stroke-width": p.sw || 0.8 };
       const e = p.shape === "square" ? s("rect", Object.assign(attrs, { x: x - r, y: y - r, width: 2 * r, height: 2 * r }), nodes)
         : p.shape === "star" ? s("path", Object.assign(attrs, { d: star(x, y, r * 1.6) }), nodes)
         : s("circle", Object.assign(attrs, { cx: x, cy: y, r }), nodes);
       if (p.title) tip(e, p.title);
     }
-    if (opts.onClick) f.svg.addEventListener("click", (ev) => { const n = ev.target.closest(".node"); if (n) opts.onClick(n.getAttribute("data-id")); });
-    if (opts.zoom) zoomable(f, opts.view);
+    if (opts.onClick) f.svg.addEventListener("click", (ev) => { const n = ev.target.closest(".node"); if (n && !node._dragged) opts.onClick(n.getAttribute("data-id")); });
+    if (opts.zoom) zoomable(node, f, view, full, () => scatter(node, points, Object.assign({}, opts, { view })));
     return f;
   }
+
+  const zoomed = (v, full) => v.x[0] !== full.x[0] || v.x[1] !== full.x[1] || v.y[0] !== full.y[0] || v.y[1] !== full.y[1];
 
   function star(x, y, r) {
     let d = "";
@@ -125,24 +133,49 @@
     return d + "Z";
   }
 
-  // Wheel zooms around the pointer, drag pans, double-click resets; the view survives redraws via `view`.
-  function zoomable(f, view) {
-    const v = view || { k: 1, tx: 0, ty: 0 };
-    const apply = () => f.plot.setAttribute("transform", "translate(" + v.tx + " " + v.ty + ") scale(" + v.k + ")");
-    apply();
-    f.svg.addEventListener("wheel", (ev) => {
+  // Wheel zooms around the pointer, drag pans, double-click resets. Zooming changes the plotted domain and
+  // redraws (axes follow, markers keep their size); listeners sit on the container, bound once.
+  function zoomable(node, f, view, full, redraw) {
+    node._zoom = { f, view, full, redraw };
+    if (node._zoomBound) return;
+    node._zoomBound = true;
+    const data = (ev) => {
+      const z = node._zoom, box = z.f.svg.getBoundingClientRect(), m = z.f.m;
+      const fx = (ev.clientX - box.left - m.l) / (z.f.W - m.l - m.r), fy = (z.f.H - m.b - (ev.clientY - box.top)) / (z.f.H - m.t - m.b);
+      return [z.view.x[0] + fx * (z.view.x[1] - z.view.x[0]), z.view.y[0] + fy * (z.view.y[1] - z.view.y[0])];
+    };
+    let frameReq = 0;
+    const schedule = () => { if (!frameReq) frameReq = requestAnimationFrame(() => { frameReq = 0; node._zoom.redraw(); }); };
+    node.addEventListener("wheel", (ev) => {
       ev.preventDefault();
-      const pt = f.svg.getBoundingClientRect(), px = ev.clientX - pt.left, py = ev.clientY - pt.top;
-      const k = Math.min(40, Math.max(1, v.k * (ev.deltaY < 0 ? 1.2 : 1 / 1.2)));
-      v.tx = px - ((px - v.tx) * k) / v.k; v.ty = py - ((py - v.ty) * k) / v.k; v.k = k;
-      if (k === 1) { v.tx = 0; v.ty = 0; }
-      apply();
+      const z = node._zoom, [cx, cy] = data(ev), k = ev.deltaY < 0 ? 1 / 1.25 : 1.25;
+      const span = (a, c, lo, hi) => {
+        let n = [c - (c - a[0]) * k, c + (a[1] - c) * k];
+        if (n[1] - n[0] >= hi - lo) n = [lo, hi];
+        return n;
+      };
+      z.view.x = span(z.view.x, cx, z.full.x[0], z.full.x[1]);
+      z.view.y = span(z.view.y, cy, z.full.y[0], z.full.y[1]);
+      schedule();
     }, { passive: false });
     let drag = null;
-    f.svg.addEventListener("mousedown", (ev) => { if (!ev.target.closest(".node")) drag = { x: ev.clientX - v.tx, y: ev.clientY - v.ty }; });
-    window.addEventListener("mousemove", (ev) => { if (drag) { v.tx = ev.clientX - drag.x; v.ty = ev.clientY - drag.y; apply(); } });
-    window.addEventListener("mouseup", () => { drag = null; });
-    f.svg.addEventListener("dblclick", () => { v.k = 1; v.tx = 0; v.ty = 0; apply(); });
+    node.addEventListener("pointerdown", (ev) => {
+      const z = node._zoom;
+      drag = { x: ev.clientX, y: ev.clientY, vx: z.view.x.slice(), vy: z.view.y.slice() };
+      node._dragged = false;
+    });
+    node.addEventListener("pointermove", (ev) => {
+      if (!drag || !(ev.buttons & 1)) { drag = null; return; }
+      const z = node._zoom, dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
+      if (Math.abs(dx) + Math.abs(dy) < 4 && !node._dragged) return;
+      node._dragged = true;
+      const sx = (drag.vx[1] - drag.vx[0]) / (z.f.W - z.f.m.l - z.f.m.r), sy = (drag.vy[1] - drag.vy[0]) / (z.f.H - z.f.m.t - z.f.m.b);
+      z.view.x = [drag.vx[0] - dx * sx, drag.vx[1] - dx * sx];
+      z.view.y = [drag.vy[0] + dy * sy, drag.vy[1] + dy * sy];
+      schedule();
+    });
+    node.addEventListener("pointerup", () => { drag = null; setTimeout(() => { node._dragged = false; }, 0); });
+    node.addEventListener("dblclick", () => { const z = node._zoom; z.view.x = z.full.x.slice(); z.view.y = z.full.y.slice(); schedule(); });
   }
 
   // rows: [label], cols: [label], z[row][col] in [0, 1] or null.
