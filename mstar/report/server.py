@@ -24,7 +24,7 @@ from typing import Any
 
 from mstar.report.extract import Cache, extract, stamp
 from mstar.report.render import page
-from mstar.report.source import RunReadError, check_schema, load_config, read_only, run_status
+from mstar.report.source import RunReadError, check_schema, load_config, lock_held, read_only, run_status
 
 
 def list_runs(root: Path) -> list[dict[str, Any]]:
@@ -96,9 +96,7 @@ def _status_key(run_dir: Path) -> str:
     """The status changes without a write when the process dies; part of the stamp so the page notices."""
     lock = run_dir / ".lock"
     try:
-        from mstar.report.source import _flock_held
-
-        return str(_flock_held(lock)) if lock.exists() else "none"
+        return str(lock_held(lock)) if lock.exists() else "none"
     except OSError:
         return "?"
 

@@ -89,7 +89,7 @@ def load_config(run_dir: Path) -> dict[str, Any]:
     return cfg
 
 
-def _flock_held(path: Path) -> bool | None:
+def lock_held(path: Path) -> bool | None:
     """Whether some process holds a flock on ``path`` (Linux /proc/locks); None when it cannot be told.
 
     Looking it up, rather than trying the lock ourselves, matters: a probe lock held for even a moment
@@ -134,7 +134,7 @@ def run_status(run_dir: Path, final: dict[str, Any] | None, last_pid: Any) -> st
     stopped: the final step ran after a user's stop (Ctrl-C, SIGTERM, the STOP file);
     failed: the process is gone and never reached the final step (crash or kill; ``--resume`` continues it).
     """
-    held = _flock_held(Path(run_dir) / ".lock") if (Path(run_dir) / ".lock").exists() else False
+    held = lock_held(Path(run_dir) / ".lock") if (Path(run_dir) / ".lock").exists() else False
     if held or (held is None and _pid_alive(last_pid)):
         return "running"
     if final:
