@@ -203,3 +203,15 @@ def test_incremental_extraction_equals_a_fresh_one(runs, tmp_path):
     warm = extract(d, cache)
     assert canon(warm) == canon(extract(d))
     assert "tiny-extra" in warm["heatmap"]["episode"]["val"][pid]
+
+
+def test_dashboard_refuses_other_hosts(server):
+    """A foreign page that rebinds its own name to 127.0.0.1 sends its own Host header: no data for it."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(server.url + "api/runs", headers={"Host": "evil.example:80"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req)
+    assert e.value.code == 403
+    assert urllib.request.urlopen(server.url + "api/runs").status == 200

@@ -171,3 +171,23 @@ def test_hostile_program_text_cannot_make_the_report_fetch_or_run_anything(run_d
     assert page.evaluate("window.__pwned") is None
     assert [u for u in tab.requests if not u.startswith("file://")] == []
     assert page.locator("img, link[rel=prefetch], #detail a").count() == 0
+
+
+def test_report_of_a_run_still_being_written_says_it_is_a_snapshot(run_dir, browser, tmp_path):  # noqa: F811
+    import fcntl
+    import shutil
+
+    d = tmp_path / "live"
+    shutil.copytree(run_dir, d, ignore=shutil.ignore_patterns("report.html"))
+    c = sqlite3.connect(d / "run.db")
+    c.execute("DELETE FROM state WHERE key='final'")
+    c.commit()
+    c.close()
+    with open(d / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the running `mstar evolve` holds it
+        out, data = write_report(d)
+    assert data["run"]["status"] == "running"
+    tab = open_tab(browser, out.as_uri())
+    assert "Snapshot of a run still in progress" in tab.page.inner_text("#banner")
+    assert "final step has not run yet" in tab.page.inner_text("#rule")
+    assert tab.errors == []

@@ -62,6 +62,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(code, json.dumps(obj, separators=(",", ":"), default=str).encode(), "application/json")
 
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
+        # DNS rebinding: a page from elsewhere that resolves its own name to 127.0.0.1 sends its own Host.
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            self._json({"error": f"host {host!r} not served: open the dashboard at 127.0.0.1"}, HTTPStatus.FORBIDDEN)
+            return
         url = urllib.parse.urlsplit(self.path)
         parts = [urllib.parse.unquote(p) for p in url.path.strip("/").split("/") if p]
         try:

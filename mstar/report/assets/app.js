@@ -152,6 +152,12 @@
       ...keys.sort((a, b) => counts[b] - counts[a]).map((k) => el("tr", {}, el("td", { text: k }), el("td", { text: String(counts[k]) }))));
   }
 
+  function examples(list) {
+    return el("table", { class: "examples" }, el("tr", {}, ...["probe", "category", "stage", "question"].map((h) => el("th", { text: h }))),
+      ...list.map((d) => el("tr", {}, el("td", { text: d.probe_id || "" }), el("td", { text: d.category || "" }),
+        el("td", { text: d.stage || "" }), el("td", { text: d.question || d.error || "" }))));
+  }
+
   function detail(id) {
     const p = M.byId[id]; const box = $("detail");
     if (!p) { clear(box, el("p", { class: "hint", text: "Program " + id + " is not in this run." })); return; }
@@ -169,14 +175,11 @@
     for (const q of p.parents) {
       parts.push(el("h4", { text: "Failure diagnoses it answered: " + (M.byId[q] ? M.byId[q].name : q) + "'s diagnosed misses on train (the operator is shown a sample)" }),
         stageTable(p.answered[q]));
+      if (M.byId[q] && M.byId[q].diagnosis_examples.length) parts.push(examples(M.byId[q].diagnosis_examples));
     }
     for (const q of p.parents) parts.push(el("h4", { text: "Diff against parent " + (M.byId[q] ? M.byId[q].name : q) }), diffPre(p.diffs[q]));
     parts.push(el("h4", { text: "Its own diagnosed misses on train" }), stageTable(p.diagnoses));
-    if (p.diagnosis_examples.length) {
-      parts.push(el("table", {}, el("tr", {}, ...["probe", "category", "stage", "question"].map((h) => el("th", { text: h }))),
-        ...p.diagnosis_examples.map((d) => el("tr", {}, el("td", { text: d.probe_id || "" }), el("td", { text: d.category || "" }),
-          el("td", { text: d.stage || "" }), el("td", { text: d.question || d.error || "" })))));
-    }
+    if (p.diagnosis_examples.length) parts.push(examples(p.diagnosis_examples));
     if (p.episode_failures.length) parts.push(el("h4", { text: "Failed episodes" }), el("pre", { text: p.episode_failures.join("\n") }));
     const src = el("details", {}, el("summary", { text: "Source (" + p.source.split("\n").length + " lines)" }), el("pre", { class: "source", text: p.source }));
     parts.push(src);
