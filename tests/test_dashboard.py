@@ -215,3 +215,27 @@ def test_dashboard_refuses_other_hosts(server):
         urllib.request.urlopen(req)
     assert e.value.code == 403
     assert urllib.request.urlopen(server.url + "api/runs").status == 200
+
+
+def test_stopped_and_failed_runs(runs, tmp_path):
+    """stopped: the final step ran after a user's stop; failed: the process is gone without a final step."""
+    import json
+
+    from mstar.report.extract import extract
+
+    for name, final_change, want in (("stopped", {"stop_reason": "terminated (SIGTERM)"}, "stopped"),
+                                     ("stopfile", {"stop_reason": "stop file (STOP)"}, "stopped"),
+                                     ("killed", None, "failed")):
+        d = tmp_path / name
+        shutil.copytree(runs / "done", d)
+        c = sqlite3.connect(d / "run.db")
+        if final_change is None:
+            c.execute("DELETE FROM state WHERE key='final'")
+        else:
+            final = json.loads(c.execute("SELECT value FROM state WHERE key='final'").fetchone()[0])
+            final.update(final_change)
+            c.execute("UPDATE state SET value=? WHERE key='final'", (json.dumps(final),))
+        c.commit()
+        c.close()
+        assert extract(d)["run"]["status"] == want, name
+        assert {r["name"]: r for r in list_runs(tmp_path)}[name]["status"] == want
