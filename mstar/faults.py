@@ -1,0 +1,116 @@
+"""Waiting out infrastructure faults: the Docker engine restarted, a Ray node lost, the broker gone.
+
+Such a fault is never the candidate's: the evaluation that hit it is not recorded, the executor
+pauses, retries it with exponential backoff (shared by every job that hit the same outage, so ten
+jobs failing together wait once, not ten times), and carries on as if nothing happened. When the
+fault outlasts ``limit_s`` -- or one job has met it ``max_attempts`` times in a row -- ``fault``
+raises ``InfrastructureError`` and the run stops; every finished evaluation is already stored, so
+``mstar evolve --resume`` continues it.
+
+What counts as an infrastructure fault is decided where the evidence is, from what the host sees
+and a harness cannot forge (the engine does not answer, the node is dead): ``docker_backend``,
+``ray_executor``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from mstar.errors import InfrastructureError
+
+PAUSE_LIMIT_S = 600.0  # how long a run waits for its engine before it stops (resumable)
+FIRST_DELAY_S = 1.0
+MAX_DELAY_S = 30.0
+MAX_ATTEMPTS = 8  # of one job, in a row: a fault that follows one job is not a passing outage
+PROBE_EVERY_S = 0.5  # while waiting, how often a cheap health probe (engine ping) is asked
+
+
+class FaultPause:
+    """The pause-and-retry policy of one run (or one ``mstar eval``); not thread-safe, used by the
+    thread that consumes an executor's results."""
+
+    def __init__(self, limit_s: float = PAUSE_LIMIT_S, log: Callable[[str], None] | None = None,
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None,
+                 first_s: float = FIRST_DELAY_S, max_delay_s: float = MAX_DELAY_S, max_attempts: int = MAX_ATTEMPTS,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+        self.limit_s = float(limit_s)
+        self.log = log or (lambda _msg: None)
+        self.on_event = on_event or (lambda _kind, _data: None)
+        self.first_s, self.max_delay_s, self.max_attempts = first_s, max_delay_s, max_attempts
+        self.sleep, self.clock = sleep, clock
+        self.since: float | None = None  # start of the current outage
+        self._step = 0
+        self._next_at = 0.0
+        self._attempts: dict[Hashable, int] = {}
+        self.outages = 0  # for the summary and tests
+        self.paused_s = 0.0
+
+    @property
+    def paused(self) -> bool:
+        return self.since is not None
+
+    def fault(self, err: InfrastructureError, key: Hashable = None,
+              probe: Callable[[], bool] | None = None) -> None:
+        """``err`` stopped the job ``key``: wait (backoff; until ``probe()`` says the engine answers,
+        when given) and return for the caller to retry it, or raise when the run should stop."""
+        now = self.clock()
+        if self.since is None:
+            self.since, self._step, self._next_at = now, 0, now
+            self.outages += 1
+            self.log(f"paused: {err} -- not the candidate's fault; retrying with backoff for up to "
+                     f"{self.limit_s:.0f} s")
+            self.on_event("pause", {"what": err.what, "detail": err.detail[:500]})
+        if key is not None:  # None: a wait that is not a retry (e.g. for a node to join)
+            n = self._attempts[key] = self._attempts.get(key, 0) + 1
+            if n > self.max_attempts:
+                self._give_up(err, f"the same evaluation met it {n} times in a row")
+        while True:
+            now = self.clock()
+            waited = now - self.since
+            if waited >= self.limit_s:
+                self._give_up(err, f"it lasted {waited:.0f} s (limit {self.limit_s:.0f} s)")
+            if now >= self._next_at:  # the first job to get here sets the next retry time for all
+                delay = min(self.max_delay_s, self.first_s * 2**self._step)
+                self._step += 1
+                self._next_at = now + delay
+            wait = min(self._next_at, self.since + self.limit_s) - now
+            if probe is None:
+                self.sleep(max(0.0, wait))
+                if self.clock() >= self.since + self.limit_s:
+                    continue  # the limit passed while sleeping: give up at the loop's top
+                return
+            # With a probe, poll it through the backoff wait: retry as soon as the engine answers again.
+            end = now + max(0.0, wait)
+            while True:
+                if _answers(probe):
+                    return
+                left = end - self.clock()
+                if left <= 0:
+                    break
+                self.sleep(min(PROBE_EVERY_S, left))
+
+    def ok(self, key: Hashable = None) -> None:
+        """A job finished: the outage (if any) is over."""
+        self._attempts.pop(key, None)
+        if self.since is not None:
+            took = self.clock() - self.since
+            self.paused_s += took
+            self.since = None
+            self.log(f"resumed after a {took:.0f} s pause; nothing was lost")
+            self.on_event("resume", {"paused_s": round(took, 3)})
+
+    def _give_up(self, err: InfrastructureError, why: str) -> None:
+        took = self.clock() - (self.since or self.clock())
+        self.since = None
+        self.paused_s += took
+        self.on_event("infra_stop", {"what": err.what, "detail": err.detail[:500], "why": why})
+        raise InfrastructureError(err.what, f"{err.detail} (not recovered: {why})")
+
+
+def _answers(probe: Callable[[], bool]) -> bool:
+    try:
+        return bool(probe())
+    except Exception:  # noqa: BLE001 - a probe that fails means "not yet"
+        return False
