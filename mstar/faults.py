@@ -41,8 +41,7 @@ class FaultPause:
         self.first_s, self.max_delay_s, self.max_attempts = first_s, max_delay_s, max_attempts
         self.sleep, self.clock = sleep, clock
         self.since: float | None = None  # start of the current outage
-        self._step = 0
-        self._next_at = 0.0
+        self._round_end: dict[int, float] = {}
         self._attempts: dict[Hashable, int] = {}
         self.outages = 0  # for the summary and tests
         self.paused_s = 0.0
@@ -54,42 +53,48 @@ class FaultPause:
     def fault(self, err: InfrastructureError, key: Hashable = None,
               probe: Callable[[], bool] | None = None) -> None:
         """``err`` stopped the job ``key``: wait (backoff; until ``probe()`` says the engine answers,
-        when given) and return for the caller to retry it, or raise when the run should stop."""
+        when given) and return for the caller to retry it, or raise when the run should stop.
+
+        Waits go by rounds: the n-th failure of any job in this outage waits until the end of round n,
+        set by the first job to get there. Jobs that fail together (a Ray driver sees their results one
+        by one) thus share each wait instead of adding theirs up."""
         now = self.clock()
         if self.since is None:
-            self.since, self._step, self._next_at = now, 0, now
+            self.since = now
+            self._round_end = {}
             self.outages += 1
             self.log(f"paused: {err} -- not the candidate's fault; retrying with backoff for up to "
                      f"{self.limit_s:.0f} s")
             self.on_event("pause", {"what": err.what, "detail": err.detail[:500]})
-        if key is not None:  # None: a wait that is not a retry (e.g. for a node to join)
-            n = self._attempts[key] = self._attempts.get(key, 0) + 1
-            if n > self.max_attempts:
-                self._give_up(err, f"the same evaluation met it {n} times in a row")
+        n = self._attempts[key] = self._attempts.get(key, 0) + 1
+        if key is not None and n > self.max_attempts:  # None: a wait that is not a retry (a node to join)
+            self._give_up(err, f"the same evaluation met it {n} times in a row")
+        end = self._round(n, now)
         while True:
             now = self.clock()
-            waited = now - self.since
-            if waited >= self.limit_s:
-                self._give_up(err, f"it lasted {waited:.0f} s (limit {self.limit_s:.0f} s)")
-            if now >= self._next_at:  # the first job to get here sets the next retry time for all
-                delay = min(self.max_delay_s, self.first_s * 2**self._step)
-                self._step += 1
-                self._next_at = now + delay
-            wait = min(self._next_at, self.since + self.limit_s) - now
+            if now - self.since >= self.limit_s:
+                self._give_up(err, f"it lasted {now - self.since:.0f} s (limit {self.limit_s:.0f} s)")
+            stop_at = min(end, self.since + self.limit_s)
             if probe is None:
-                self.sleep(max(0.0, wait))
-                if self.clock() >= self.since + self.limit_s:
+                if stop_at > now:
+                    self.sleep(stop_at - now)
+                if self.clock() - self.since >= self.limit_s:
                     continue  # the limit passed while sleeping: give up at the loop's top
                 return
-            # With a probe, poll it through the backoff wait: retry as soon as the engine answers again.
-            end = now + max(0.0, wait)
-            while True:
-                if _answers(probe):
-                    return
-                left = end - self.clock()
-                if left <= 0:
-                    break
-                self.sleep(min(PROBE_EVERY_S, left))
+            # With a probe, poll it through the wait: retry as soon as the engine answers again.
+            if _answers(probe):
+                return
+            if now >= stop_at:
+                n += 1  # still away at the end of this round: wait the next, longer one
+                end = self._round(n, now)
+                continue
+            self.sleep(min(PROBE_EVERY_S, stop_at - now))
+
+    def _round(self, n: int, now: float) -> float:
+        end = self._round_end.get(n)
+        if end is None:
+            end = self._round_end[n] = now + min(self.max_delay_s, self.first_s * 2 ** (n - 1))
+        return end
 
     def ok(self, key: Hashable = None) -> None:
         """A job finished: the outage (if any) is over."""

@@ -1,0 +1,122 @@
+"""Infrastructure faults are not candidate failures: the pause-and-retry policy (``mstar.faults``), and
+the hostile side -- a harness that ends its own sandbox the ways an engine outage would must be scored
+as the candidate's failure, never paused and retried as the engine's.
+
+The engine-restart and node-loss runs are in test_infra_faults_docker.py and test_infra_faults_ray.py.
+The policy tests drive ``FaultPause`` with a fake clock: it is pure arithmetic over time, and waiting
+real minutes for a backoff proves nothing more.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_sandbox_support import LABELS, LIMITS, episode, make_backend, program
+
+from mstar.errors import InfrastructureError
+from mstar.evaluate import EvalConfig
+from mstar.evolve.executor import EvalJob, InlineExecutor
+from mstar.faults import FaultPause
+from mstar.toolkit import Toolkit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.slept.append(round(s, 6))
+        self.t += s
+
+
+def pause(clock: Clock, **kw) -> tuple[FaultPause, list[str], list[tuple[str, dict]]]:
+    lines: list[str] = []
+    events: list[tuple[str, dict]] = []
+    f = FaultPause(log=lines.append, on_event=lambda k, d: events.append((k, d)), sleep=clock.sleep, clock=clock, **kw)
+    return f, lines, events
+
+
+ERR = InfrastructureError("docker", "the Docker engine stopped answering (ConnectionError)")
+
+
+def test_backoff_doubles_to_a_cap_and_a_result_ends_the_pause():
+    clock = Clock()
+    f, lines, events = pause(clock, limit_s=1000, first_s=1, max_delay_s=8)
+    for _ in range(6):
+        f.fault(ERR, "job")
+    assert clock.slept == [1, 2, 4, 8, 8, 8]
+    assert f.paused and len(lines) == 1 and lines[0].startswith("paused: docker: the Docker engine stopped")
+    f.ok("job")
+    assert not f.paused and lines[-1] == "resumed after a 31 s pause; nothing was lost"
+    assert [k for k, _ in events] == ["pause", "resume"] and f.outages == 1 and f.paused_s == 31
+
+
+def test_jobs_failing_together_share_one_wait():
+    clock = Clock()
+    f, _, _ = pause(clock, limit_s=1000, first_s=2)
+    f.fault(ERR, "a")  # the first job sets the retry time...
+    for k in "bcd":  # ...the others failing at that moment wait for the same time, not 2 s each
+        f.fault(ERR, k)
+    assert clock.slept == [2]
+
+
+def test_an_outage_past_the_limit_stops_with_the_cause_and_the_reason():
+    clock = Clock()
+    f, _, events = pause(clock, limit_s=10, first_s=4)
+    f.fault(ERR, "job")  # waits 4 s
+    with pytest.raises(InfrastructureError) as e:
+        f.fault(ERR, "job")  # would wait 8 s: cut at the limit, then stop
+    assert sum(clock.slept) == 10  # the last wait is cut at the limit, not a whole backoff step
+    assert e.value.what == "docker" and "stopped answering" in str(e.value) and "lasted 10 s" in str(e.value)
+    assert events[-1][0] == "infra_stop" and not f.paused
+
+
+def test_one_job_meeting_the_fault_again_and_again_stops_the_run():
+    clock = Clock()
+    f, _, _ = pause(clock, limit_s=10**6, max_attempts=3, first_s=0.01)
+    for _ in range(3):
+        f.fault(ERR, "job")
+        f.ok("other")  # other jobs succeed in between: the outage "ends", this job's count does not
+    with pytest.raises(InfrastructureError, match="met it 4 times in a row"):
+        f.fault(ERR, "job")
+
+
+def test_a_probe_retries_as_soon_as_the_engine_answers():
+    clock = Clock()
+    f, _, _ = pause(clock, limit_s=100, first_s=30)
+    answers = iter([False, False, True])
+    f.fault(ERR, "job", probe=lambda: next(answers))
+    assert sum(clock.slept) == pytest.approx(1.0)  # two probe periods, not the 30 s backoff step
+
+    def broken() -> bool:
+        raise OSError("no engine")
+
+    with pytest.raises(InfrastructureError):  # a probe that raises means "not yet", until the limit
+        f.fault(ERR, "job", probe=broken)
+
+
+# --- hostile: a candidate cannot pass its own failure off as the engine's --------------------------
+@pytest.mark.docker
+@pytest.mark.parametrize("how", ["exit137", "exit143", "close_stdout", "sigkill"])
+def test_a_harness_faking_an_engine_loss_is_scored_as_its_own_failure(how):
+    backend = make_backend("docker", guard=False, warm=False)  # no guard: the OS layer and the host decide
+    clock = Clock()
+    faults, lines, _ = pause(clock, limit_s=60)
+    hostile = program("fake_engine_loss", {"how": how})
+    ep = episode()
+    ex = InlineExecutor({ep.id: ep}, backend, Toolkit(), EvalConfig(limits=LIMITS, collect_dump=False),
+                        labels=LABELS, faults=faults)
+    ex._programs["hostile"] = hostile  # as if it had got past the static check: the host must still judge it
+    try:
+        [jr] = list(ex.map([EvalJob("hostile", hostile.source, {}, ep.id)]))
+    finally:
+        backend.close()
+    assert faults.outages == 0 and not lines and not clock.slept  # never paused, never retried
+    if how == "sigkill":  # PID 1 of the container ignores a SIGKILL from inside: the harness just goes on
+        assert jr.result.failure is None
+    else:
+        assert jr.result.failure is not None and jr.result.failure[0] in ("crash", "oom"), jr.result.failure
+        assert all(p.error for p in jr.result.probes)
