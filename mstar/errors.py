@@ -67,3 +67,6 @@ class InfrastructureError(MstarError):
         self.what = what
         self.detail = detail
         super().__init__(f"{what}: {detail}")
+
+    def __reduce__(self):  # raised in Ray workers: must survive the trip to the driver intact
+        return (type(self), (self.what, self.detail))

@@ -9,6 +9,8 @@ real minutes for a backoff proves nothing more.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from test_sandbox_support import LABELS, LIMITS, episode, make_backend, program
 
@@ -120,3 +122,87 @@ def test_a_harness_faking_an_engine_loss_is_scored_as_its_own_failure(how):
     else:
         assert jr.result.failure is not None and jr.result.failure[0] in ("crash", "oom"), jr.result.failure
         assert all(p.error for p in jr.result.probes)
+
+
+# --- the broker actor gone mid-evaluation (Ray) -------------------------------------------------------
+LLM_HARNESS = '''
+INSTRUCTIONS = "Use the notes."
+KNOBS = {}
+
+
+class Memory:
+    def __init__(self, toolkit, knobs):
+        self.toolkit = toolkit
+        self.events = []
+        self.note = ""
+
+    def write(self, event):
+        if not self.events:
+            try:
+                self.note = self.toolkit.llm("summarise the first turn")
+            except Exception:  # a harness that copes with model errors: it must never see this one
+                self.note = "COPED"
+        self.events.append(event)
+
+    def read(self, query):
+        if self.note == "COPED":  # what a harness may do with a model error: score worse
+            return {"context": "", "items": []}
+        items = [{"text": e["text"], "sources": [e["id"]]} for e in self.events]
+        return {"context": "\\n".join(i["text"] for i in items), "items": items}
+'''
+
+
+@pytest.fixture
+def local_ray():
+    from mstar.evolve.ray_executor import start_ray, stop_ray
+
+    started, temp = start_ray(1)
+    try:
+        yield
+    finally:
+        if started:
+            stop_ray(temp)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_the_broker_actor_dying_mid_call_pauses_the_job_and_the_harness_never_sees_it(tmp_path, local_ray):
+    """The model is a scripted function (never a real one) run in the broker actor; its first two calls
+    kill the actor's process, which exhausts Ray's own retry of the call: the worker's request fails."""
+    from mstar.broker import LLMReply
+    from mstar.evolve.ledger import Ledger
+    from mstar.evolve.ray_executor import RayExecutor
+    from mstar.evolve.store import RunStore
+
+    make_backend("docker")  # skips when no engine answers; builds the image if missing
+    marks = tmp_path / "deaths"
+    marks.mkdir()
+
+    def dying(messages, **kw):
+        import os
+        from pathlib import Path
+
+        n = len(list(Path(marks).iterdir()))
+        if n < 2:
+            (Path(marks) / str(n)).touch()
+            os._exit(1)  # the broker actor's process dies in the middle of the call
+        return LLMReply(text="a note", prompt_tokens=12, completion_tokens=4, cost=0.25, model="scripted")
+
+    store = RunStore(tmp_path / "run")
+    ledger = Ledger(store, dying, "scripted", budget_usd=10.0)
+    clock = Clock()
+    faults, lines, _ = pause(clock, limit_s=120, first_s=1)
+    faults.sleep = time.sleep  # a real wait: the actor restarts while the driver backs off
+    faults.clock = time.monotonic
+    ep = episode()
+    ex = RayExecutor({ep.id: ep}, "docker", Toolkit(llm=ledger.fn("harness")), EvalConfig(collect_dump=False),
+                     meter=ledger, labels=LABELS, faults=faults)
+    try:
+        (jr,) = list(ex.map([EvalJob("llm", LLM_HARNESS, {}, ep.id, "train")]))
+    finally:
+        ex.close()
+        store.close()
+    assert len(list(marks.iterdir())) == 2  # the actor really died twice
+    assert faults.outages == 1 and lines[0].startswith("paused: broker: the LLM broker actor does not answer")
+    assert jr.result.failure is None and not any(p.error for p in jr.result.probes)
+    assert [p.evidence_recall for p in jr.result.probes] == [1.0, 1.0]  # the harness never saw the fault

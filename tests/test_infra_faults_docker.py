@@ -104,8 +104,11 @@ def assert_nothing_blamed_on_the_engine(db: Path) -> None:
     assert not [e for e in probe_errors(db) if e.split(":")[0] in ENGINE_SHAPED]
 
 
-def test_engine_restarted_mid_run_pauses_and_the_run_carries_on_with_nothing_lost(engine, tmp_path):
-    proc = start(engine, *RUN, "--generations", "2", "--runs-dir", str(tmp_path), "--run-id", "r",
+@pytest.mark.parametrize("executor", ["inline", "ray"])
+def test_engine_restarted_mid_run_pauses_and_the_run_carries_on_with_nothing_lost(engine, tmp_path, executor):
+    """With Ray (the default executor) the fault is met in a worker and the driver resubmits the job."""
+    args = [a for a in RUN if a not in ("--executor", "inline")] + ["--executor", executor, "--workers", "2"]
+    proc = start(engine, *args, "--generations", "2", "--runs-dir", str(tmp_path), "--run-id", "r",
                  "--infra-wait", "120")
     db = tmp_path / "r" / "run.db"
     try:
