@@ -206,3 +206,37 @@ def test_the_broker_actor_dying_mid_call_pauses_the_job_and_the_harness_never_se
     assert faults.outages == 1 and lines[0].startswith("paused: broker: the LLM broker actor does not answer")
     assert jr.result.failure is None and not any(p.error for p in jr.result.probes)
     assert [p.evidence_recall for p in jr.result.probes] == [1.0, 1.0]  # the harness never saw the fault
+
+
+# --- an operator whose validation meets an engine fault ------------------------------------------------
+class EngineGoneOperator:
+    """Stands for any operator whose children's smoke test runs in the sandbox when the engine is gone
+    (past the run's patience): what reaches the breeder is the executor's InfrastructureError."""
+
+    name = "engine_gone"
+    needs_llm = False
+    arity = 1
+
+    def propose(self, parents, ctx):
+        raise InfrastructureError("docker", "the Docker engine stopped answering (not recovered: test)")
+
+
+def test_an_engine_fault_inside_an_operator_stops_the_run_resumable_not_a_failed_proposal(tmp_path):
+    from evolve_helpers import TinyTask
+
+    from mstar.evolve.config import EvolveConfig, StopConfig
+    from mstar.evolve.engine import Engine
+    from mstar.evolve.store import RunStore
+
+    cfg = EvolveConfig(run_id="op", task="tiny", budget=20, seeds=["bm25", "recency"], operators={"engine_gone": 1.0},
+                       children_per_gen=2, islands=1, sandbox="inline", executor="inline", embedder="hashing",
+                       stops=StopConfig(generations=2))
+    with pytest.raises(InfrastructureError) as e:
+        Engine(cfg, tmp_path / "op", operators={"engine_gone": EngineGoneOperator()}, suite=TinyTask()).run()
+    assert f"Continue with: mstar evolve --resume {tmp_path / 'op'}" in str(e.value)
+    store = RunStore(tmp_path / "op")
+    try:
+        assert store.proposals() == []  # nothing recorded as the child's failure
+        assert store.count_episodes() == 10  # both seeds on the 5 train episodes: kept
+    finally:
+        store.close()
