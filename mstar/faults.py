@@ -70,6 +70,7 @@ class FaultPause:
         if key is not None and n > self.max_attempts:  # None: a wait that is not a retry (a node to join)
             self._give_up(err, f"the same evaluation met it {n} times in a row")
         end = self._round(n, now)
+        went_away = False
         while True:
             now = self.clock()
             if now - self.since >= self.limit_s:
@@ -81,9 +82,14 @@ class FaultPause:
                 if self.clock() - self.since >= self.limit_s:
                     continue  # the limit passed while sleeping: give up at the loop's top
                 return
-            # With a probe, poll it through the wait: retry as soon as the engine answers again.
+            # With a probe, poll it through the wait: retry as soon as the engine answers *again*. An
+            # engine that answers all along (the fault is elsewhere) gets the backoff, after a first
+            # quick retry, so a lasting fault cannot burn every attempt within a second.
             if _answers(probe):
-                return
+                if went_away or n == 1 or now >= stop_at:
+                    return
+            else:
+                went_away = True
             if now >= stop_at:
                 n += 1  # still away at the end of this round: wait the next, longer one
                 end = self._round(n, now)

@@ -93,6 +93,11 @@ def test_a_probe_retries_as_soon_as_the_engine_answers():
     f.fault(ERR, "job", probe=lambda: next(answers))
     assert sum(clock.slept) == pytest.approx(1.0)  # two probe periods, not the 30 s backoff step
 
+    clock.slept.clear()
+    f.fault(ERR, "other", probe=lambda: True)  # first try of this job: at once
+    f.fault(ERR, "other", probe=lambda: True)  # an engine that answers all along: the fault is elsewhere,
+    assert sum(clock.slept) == pytest.approx(30)  # so the 2nd round's backoff (30 s, the cap) is waited out
+
     def broken() -> bool:
         raise OSError("no engine")
 

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from mstar.errors import CandidateFailure, InfrastructureError, UsageError
+from mstar.errors import InfrastructureError, UsageError
 from mstar.sandbox.base import SessionLimits
 from mstar.sandbox.channel import Conn, Demux, LineBuffer, Tail
 from mstar.sandbox.rpc import PooledBackend
@@ -324,7 +324,9 @@ class DockerBackend(PooledBackend):
             if fault is not None:
                 raise fault from None
             if isinstance(e, docker.errors.APIError):
-                raise CandidateFailure("sandbox_error", f"cannot create the container: {e}") from None
+                # Nothing of the candidate's goes into a create (limits and labels are the run's): a
+                # refusal is the engine's or the run's, never a reason to score the candidate.
+                raise InfrastructureError("docker", f"the engine cannot create a sandbox container: {e}") from None
             raise
         with _LIVE_LOCK:
             _LIVE.add(cid)
@@ -348,7 +350,7 @@ class DockerBackend(PooledBackend):
                 if fault is not None:
                     raise fault from None
             if isinstance(e, docker.errors.APIError):
-                raise CandidateFailure("sandbox_error", f"cannot start the container: {e}") from None
+                raise InfrastructureError("docker", f"the engine cannot start a sandbox container: {e}") from None
             raise
         return transport
 
