@@ -105,6 +105,7 @@ class FaultPause:
     def ok(self, key: Hashable = None) -> None:
         """A job finished: the outage (if any) is over."""
         self._attempts.pop(key, None)
+        self._attempts.pop(None, None)  # waits that were not retries (a node to join) end with any result
         if self.since is not None:
             took = self.clock() - self.since
             self.paused_s += took
