@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -78,6 +79,21 @@ class RayCluster:
     def kill_node(self, name: str) -> None:
         """The node dies as a machine would: its raylet SIGKILLed, its workers follow it."""
         os.kill(self.raylet_pid(name), signal.SIGKILL)
+
+    def kill_workers(self) -> None:
+        """Kill every node but the head that is still up (what an earlier test left), and give the cluster
+        the time to notice (health checks every second, dead after 3 misses)."""
+        killed = False
+        for name in self.nodes:
+            if name == "head":
+                continue
+            try:
+                self.kill_node(name)
+                killed = True
+            except RuntimeError:  # already dead
+                pass
+        if killed:
+            time.sleep(6)
 
     def close(self) -> None:
         from mstar.evolve.ray_cleanup import reap

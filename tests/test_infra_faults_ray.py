@@ -81,6 +81,7 @@ def finish(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
 
 
 def test_node_lost_mid_evaluation_pauses_then_carries_on_when_a_node_joins(cluster, tmp_path):
+    cluster.kill_workers()
     cluster.add_node("n2", {"mstar_sandbox": 2, "node2": 2})
     proc = start(cluster, *RUN, "--runs-dir", str(tmp_path), "--run-id", "r", "--infra-wait", "120")
     db = tmp_path / "r" / "run.db"
@@ -99,6 +100,7 @@ def test_node_lost_mid_evaluation_pauses_then_carries_on_when_a_node_joins(clust
 
 
 def test_node_lost_and_none_joins_stops_resumable_in_one_line_and_resume_finishes(cluster, tmp_path):
+    cluster.kill_workers()  # n4 must be the only node with slots: the one the test kills
     cluster.add_node("n4", {"mstar_sandbox": 2})
     proc = start(cluster, *RUN, "--runs-dir", str(tmp_path), "--run-id", "s", "--infra-wait", "5")
     db = tmp_path / "s" / "run.db"
