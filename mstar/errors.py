@@ -53,3 +53,20 @@ class BudgetExceeded(MstarError):
 
 class UsageError(MstarError):
     """A command-line flag or argument that cannot be used."""
+
+
+class InfrastructureError(MstarError):
+    """Something the run depends on went away (the Docker engine, a Ray node, the broker actor).
+
+    Never the candidate's fault, so never recorded as a candidate failure: the executor pauses and
+    retries the evaluation, and when the fault outlasts the run's patience the run stops, resumable.
+    ``what`` names the part that failed (``"docker"``, ``"ray"``, ``"broker"``).
+    """
+
+    def __init__(self, what: str, detail: str):
+        self.what = what
+        self.detail = detail
+        super().__init__(f"{what}: {detail}")
+
+    def __reduce__(self):  # raised in Ray workers: must survive the trip to the driver intact
+        return (type(self), (self.what, self.detail))

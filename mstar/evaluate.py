@@ -7,6 +7,7 @@ number of events it is scheduled at (``Probe.position``, default: after all); ``
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from mstar.episodes import Episode
-from mstar.errors import CandidateFailure
+from mstar.errors import CandidateFailure, InfrastructureError
+from mstar.faults import FaultPause
 from mstar.harness.contract import check_dump, check_read_result
 from mstar.harness.knobs import resolve
 from mstar.harness.loader import HarnessProgram
@@ -202,10 +204,21 @@ def evaluate(
     config: EvalConfig | None = None,
     progress: ProgressFn | None = None,
     labels: dict[str, str] | None = None,
+    faults: FaultPause | None = None,
 ) -> list[EpisodeResult]:
+    """Every episode in turn. An episode stopped by an infrastructure fault (the engine went away) is
+    run again once the engine answers (``mstar.faults``); a fault that lasts raises ``InfrastructureError``."""
+    faults = faults or FaultPause(log=lambda m: print(f"[mstar] {m}", file=sys.stderr, flush=True))
+    probe = getattr(backend, "healthy", None)
     out = []
     for ep in episodes:
-        r = evaluate_episode(program, ep, backend, toolkit, knobs, config, labels)
+        while True:
+            try:
+                r = evaluate_episode(program, ep, backend, toolkit, knobs, config, labels)
+                break
+            except InfrastructureError as e:
+                faults.fault(e, ep.id, probe)
+        faults.ok(ep.id)
         out.append(r)
         if progress:
             progress(r)

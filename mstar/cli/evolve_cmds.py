@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from mstar.cli.common import fmt, json_stdout, parse_pairs
-from mstar.errors import UsageError
+from mstar.errors import InfrastructureError, UsageError
 from mstar.tasks.base import DATA_RULE
 
 DATA_HELP = ("The task's data: " + DATA_RULE + "; `mstar doctor` checks the same.")
@@ -63,6 +63,9 @@ def evolve_cmd(
     executor: Annotated[str, typer.Option("--executor", help="ray (parallel; a local instance unless --ray-address) or inline (in process, for debugging).")] = "ray",
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Sandboxes run at once by a local Ray instance (default: CPU count).")] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Join this Ray cluster instead of starting one.")] = None,
+    infra_wait: Annotated[float | None, typer.Option("--infra-wait", min=1, help="Seconds an evaluation waits (with "
+                                                     "backoff) for a Docker engine, Ray node or broker that went away "
+                                                     "before the run stops, resumable (default 600).")] = None,
     model: Annotated[str | None, typer.Option("--model", help="litellm model string; enables the LLM operators.")] = None,
     api_base: Annotated[str | None, typer.Option("--api-base", help="Base URL of an OpenAI-compatible server.")] = None,
     embedder: Annotated[str | None, typer.Option("--embedder", help="toolkit.embed for the whole run: local (the "
@@ -100,8 +103,8 @@ def evolve_cmd(
             config.stops = StopConfig(**new_stops)
             config.save(resume)
         # Where to run is not what to search: a resumed run may use other workers or another cluster.
-        config = config.model_copy(update={k: v for k, v in {"workers": workers, "ray_address": ray_address}.items()
-                                           if v is not None})
+        config = config.model_copy(update={k: v for k, v in {"workers": workers, "ray_address": ray_address,
+                                                             "infra_wait_s": infra_wait}.items() if v is not None})
         run_dir = resume
     else:
         resuming = ""
@@ -122,6 +125,7 @@ def evolve_cmd(
                 operator_options=parse_pairs(op_opt, "--op-opt"), screen_episodes=screen,
                 minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, select=select, sandbox=sandbox,
                 executor=executor, workers=workers, ray_address=ray_address, model=model, api_base=api_base,
+                **({"infra_wait_s": infra_wait} if infra_wait is not None else {}),
                 embedder=embedder or "auto", stops=StopConfig(**stops))
         except ValidationError as e:
             err = e.errors()[0]
@@ -143,6 +147,10 @@ def evolve_cmd(
         view.stop()
         Console(stderr=True).print(f"[red]aborted[/]; finished work is stored. Continue with: mstar evolve --resume {run_dir}")
         raise typer.Exit(130) from None
+    except InfrastructureError as e:
+        view.stop()  # one line, no traceback: the engine's message already says what to do next
+        Console(stderr=True).print(f"[bold red]stopped:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(3) from None
     finally:
         view.stop()
     session_s = time.monotonic() - t0

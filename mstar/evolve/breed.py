@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mstar.errors import BudgetExceeded, HarnessError
+from mstar.errors import BudgetExceeded, HarnessError, InfrastructureError
 from mstar.evolve import sampling
 from mstar.evolve.archive import ParetoArchive
 from mstar.evolve.cascade import Interrupted
@@ -133,8 +133,8 @@ class Breeder:
         prop = ProposalRecord(generation=generation, slot=slot, island=island, operator=name, parents=parents)
         try:
             child = op.propose(views, ctx)
-        except (Interrupted, KeyboardInterrupt):
-            raise
+        except (Interrupted, KeyboardInterrupt, InfrastructureError):
+            raise  # an engine that stayed away stops the run; the proposal is made again on resume
         except OperatorFailed as e:
             return self._failed(prop, e.reason, e.detail), None
         except BudgetExceeded as e:

@@ -69,6 +69,9 @@ class EvolveConfig(BaseModel):
     executor: str = "inline"
     workers: int | None = Field(None, ge=1)  # sandbox slots of a local Ray instance (default: CPU count)
     ray_address: str | None = None  # join this Ray cluster (else $RAY_ADDRESS, else start a local one)
+    # How long an evaluation waits for an engine that went away (Docker, a Ray node, the broker) before
+    # the run stops, resumable (mstar/faults.py). Where to run, not what to search: may change on resume.
+    infra_wait_s: float = Field(600.0, gt=0)
     model: str | None = None
     api_base: str | None = None
     # The run's embedder (``toolkit.embed``), chosen once: "auto" is settled to "hashing" or "local" when

@@ -11,6 +11,10 @@ A generation: propose ``children_per_gen`` children from the population as it st
 the generation (slot s works on island s mod islands), screen them all, give the survivors the rest
 of train, then add the accepted ones in slot order; migrate every ``migrate_every`` generations.
 Batching a generation's evaluations this way is what lets a parallel executor fill its workers.
+
+An infrastructure fault (the Docker engine, a Ray node or the broker went away) is waited out by the
+executor (``mstar.faults``); one that outlasts ``infra_wait_s`` stops the run like a kill would:
+nothing more is decided, every finished evaluation is stored, and ``--resume`` replays to the same point.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 
 from mstar.broker import Backend, LiteLLMBackend
 from mstar.embedders import default_embedder
-from mstar.errors import HarnessError, UsageError
+from mstar.errors import HarnessError, InfrastructureError, UsageError
 from mstar.evaluate import EvalConfig
 from mstar.evolve.archive import ParetoArchive, Point
 from mstar.evolve.breed import Breeder, program_id
@@ -39,6 +43,7 @@ from mstar.evolve.population import Population
 from mstar.evolve.scores import ScoreBook
 from mstar.evolve.stops import Stopper
 from mstar.evolve.store import ProgramRecord, ProposalRecord, RunStore
+from mstar.faults import FaultPause
 from mstar.harness.knobs import defaults
 from mstar.harness.loader import load_program, seed_names
 from mstar.scoring.aggregate import LLM_METRICS
@@ -109,6 +114,7 @@ class Engine:
         embedder = default_embedder(prefer=cfg.embedder)  # the Ray executor rebuilds it by name in each worker
         toolkit = Toolkit(llm=self.ledger.fn("harness") if self.ledger.available else None, embed=embedder,
                           embedder_name=embedder.name)
+        self.faults = FaultPause(cfg.infra_wait_s, log=self.view.log, on_event=self.store.event)
         if self._executor is None:
             from mstar.sandbox.registry import get_backend
 
@@ -118,7 +124,7 @@ class Engine:
             backend = cfg.sandbox if cfg.executor == "ray" else get_backend(cfg.sandbox)
             self._executor = make_executor(cfg.executor, episodes=episodes, backend=backend,
                                            toolkit=toolkit, config=self._eval_config(), meter=self.ledger,
-                                           labels={"mstar.run": cfg.run_id}, **extra)
+                                           labels={"mstar.run": cfg.run_id}, faults=self.faults, **extra)
         self.book = ScoreBook(cfg.metric)
         self.book.load(self.store.evaluation_rows())
         self.evals_base = self.store.count_episodes() + self.store.minibatch_evals()
@@ -258,6 +264,10 @@ class Engine:
             if self._seed_phase():
                 self._generations()
             return finish(self)
+        except InfrastructureError as e:
+            self.stop_reason = f"infrastructure fault: {e}"
+            raise InfrastructureError(e.what, f"{e.detail}. The run stopped; every finished evaluation is stored. "
+                                              f"Continue with: mstar evolve --resume {self.run_dir}") from None
         finally:
             self.stopper.uninstall()
             self._executor.close()

@@ -7,6 +7,10 @@ stop file): an executor must then not start new jobs (a generator that is not ad
 
 ``inline`` runs jobs one after the other in this process. A Ray executor (DESIGN §7) submits every job
 as a task, then loops on ``ray.wait(pending, num_returns=1)`` and yields; ``close`` cancels leftovers.
+
+A job stopped by an infrastructure fault (``InfrastructureError``: the engine went away) is never
+yielded as a result: the executor waits it out and runs the job again (``mstar.faults``), or lets the
+error through when the fault outlasts the run's patience.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mstar.episodes import Episode
+from mstar.errors import InfrastructureError
 from mstar.evaluate import EpisodeResult, EvalConfig, evaluate_episode
+from mstar.faults import FaultPause
 from mstar.harness.loader import HarnessProgram, from_source
 from mstar.toolkit import Toolkit
 
@@ -69,8 +75,9 @@ class InlineExecutor:
 
     def __init__(self, episodes: dict[str, Episode], backend: Any, toolkit: Toolkit, config: EvalConfig,
                  meter: LLMMeter | None = None, labels: dict[str, str] | None = None,
-                 on_start: Callable[[EvalJob], None] | None = None):
+                 on_start: Callable[[EvalJob], None] | None = None, faults: FaultPause | None = None):
         self.episodes = episodes
+        self.faults = faults or FaultPause()
         self.backend = backend
         self.toolkit = toolkit
         self.config = config
@@ -92,12 +99,19 @@ class InlineExecutor:
         return p
 
     def map(self, jobs: Iterable[EvalJob]) -> Iterator[JobResult]:
+        probe = getattr(self.backend, "healthy", None)
         for job in jobs:
             if self.on_start:
                 self.on_start(job)
             t0, c0 = (self.meter.tokens, self.meter.spent) if self.meter else (0, 0.0)
-            res = evaluate_episode(self.program(job), self.episodes[job.episode_id], self.backend, self.toolkit,
-                                   job.knobs, self.config, labels=self.labels)
+            while True:
+                try:
+                    res = evaluate_episode(self.program(job), self.episodes[job.episode_id], self.backend,
+                                           self.toolkit, job.knobs, self.config, labels=self.labels)
+                    break
+                except InfrastructureError as e:
+                    self.faults.fault(e, job.key, probe)  # returns when it is time to retry, else raises
+            self.faults.ok(job.key)
             t1, c1 = (self.meter.tokens, self.meter.spent) if self.meter else (0, 0.0)
             yield JobResult(job, res, llm_tokens=t1 - t0, llm_cost=c1 - c0)
 

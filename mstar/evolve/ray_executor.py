@@ -12,6 +12,11 @@ instance or an existing cluster.
 - A task whose worker process dies is retried by Ray (``max_retries``); its LLM calls are then served
   from the broker actor's cache (see ``ray_broker``). A job that keeps killing its worker is recorded
   as a failed candidate (reason ``worker_lost``) and the run goes on.
+- Infrastructure faults are not candidate failures (``mstar.faults``): a task whose node died
+  (``NodeDiedError``, a result object lost with it) or whose node's Docker engine went away, or a
+  broker that does not answer, pauses the run and the job is submitted again after a backoff; a
+  cluster left with no sandbox slot (the only node offering them was lost) waits for one to join.
+  When the fault outlasts the run's patience, ``InfrastructureError`` stops the run, resumable.
 - The sandbox backend is rebuilt inside each worker from its name (a live Docker client cannot be
   pickled), once per worker process; so is the run's embedder (a torch model should not travel), so
   a harness scores the same inline and on Ray.
@@ -37,15 +42,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mstar.episodes import Episode
-from mstar.errors import CandidateFailure, UsageError
+from mstar.errors import CandidateFailure, InfrastructureError, UsageError
 from mstar.evaluate import EpisodeResult, EvalConfig, evaluate_episode
 from mstar.evolve import ray_quiet
 from mstar.evolve.executor import EvalJob, JobResult, LLMMeter
+from mstar.faults import FaultPause
 from mstar.toolkit import Toolkit
 
 RESOURCE = "mstar_sandbox"
 MAX_RETRIES = 2  # attempts after a worker death; a job that kills 3 workers is a failed candidate
 OBJECT_STORE_BYTES = 256 * 1024**2  # episodes are small; Ray's default (30% of RAM) is far too much
+SLOT_CHECK_S = 5.0  # with nothing finished for this long, check the cluster still offers sandbox slots
 
 
 # --- starting or joining Ray ----------------------------------------------------------------------
@@ -154,7 +161,15 @@ def _backend(spec: WorkerSpec) -> Any:
 
         if not _BACKENDS:
             atexit.register(_close_backends)  # kill warm spares when the worker exits cleanly
-        b = _BACKENDS[key] = get_backend(spec.backend, **dict(spec.backend_options))
+        try:
+            b = _BACKENDS[key] = get_backend(spec.backend, **dict(spec.backend_options))
+        except UsageError as e:
+            # A worker started while its node's engine is away: the engine's fault, not the user's flag.
+            from mstar.sandbox.docker_backend import engine_answers
+
+            if spec.backend == "docker" and not engine_answers():
+                raise InfrastructureError("docker", f"the Docker engine on this node does not answer ({e})") from None
+            raise
     return b
 
 
@@ -177,6 +192,10 @@ def _ray_call(ref: Any) -> Any:
     except ray.exceptions.RayTaskError as e:
         # Re-raise what the broker raised (BudgetExceeded, LLMUnavailable): the sandbox reacts to those.
         raise (e.cause if isinstance(e.cause, BaseException) else e) from None
+    except (ray.exceptions.RayActorError, ray.exceptions.RaySystemError) as e:
+        # The broker actor is gone or unreachable: the run's fault, never told to the harness as a
+        # model error it might "handle" by scoring worse.
+        raise InfrastructureError("broker", f"the LLM broker actor does not answer ({type(e).__name__})") from None
 
 
 def _embedder(choice: str) -> Any:
@@ -245,8 +264,9 @@ class RayExecutor:
                  meter: LLMMeter | None = None, labels: dict[str, str] | None = None,
                  on_start: Callable[[EvalJob], None] | None = None, workers: int | None = None,
                  address: str | None = None, backend_options: dict[str, Any] | None = None,
-                 run_dir: str | None = None, max_retries: int = MAX_RETRIES):
+                 run_dir: str | None = None, max_retries: int = MAX_RETRIES, faults: FaultPause | None = None):
         self.episodes = episodes
+        self.faults = faults or FaultPause()
         self.config = config
         self.meter = meter
         self.on_start = on_start
@@ -315,13 +335,17 @@ class RayExecutor:
         return ref
 
     def _result(self, ref: Any) -> JobResult:
+        """The job's result; raises ``InfrastructureError`` when the cluster, not the job, failed."""
         import ray
 
         job, call_id = self._pending.pop(ref)
         try:
             res, _pid = ray.get(ref)
-        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                ray.exceptions.OutOfMemoryError) as e:
+        except (ray.exceptions.NodeDiedError, ray.exceptions.LocalRayletDiedError, ray.exceptions.ObjectLostError,
+                ray.exceptions.RaySystemError, ray.exceptions.RayActorError) as e:
+            raise InfrastructureError("ray", f"a Ray node or worker went away under {job.program_id} / "
+                                             f"{job.episode_id} ({type(e).__name__})") from None
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError) as e:
             detail = f"the Ray worker died {self.max_retries + 1} times running it: {type(e).__name__}"
             from mstar.harness.loader import from_source
 
@@ -330,8 +354,9 @@ class RayExecutor:
                                    self.config)
         except ray.exceptions.RayTaskError as e:
             # A bug on the host side of the evaluation (or the budget): the same error inline would raise.
+            # An InfrastructureError (the node's engine went away) goes up to ``map``, which retries.
             raise (e.cause if isinstance(e.cause, BaseException) else e) from None
-        tokens, cost, exhausted = ray.get(self._broker.take_usage.remote(call_id))
+        tokens, cost, exhausted = self._usage(call_id)
         if self.meter is not None and (tokens or cost or exhausted):
             # The engine's ledger is the meter the stops read: worker spend must show there too.
             self.meter.tokens += tokens
@@ -340,24 +365,56 @@ class RayExecutor:
                 self.meter.exhausted = True  # type: ignore[attr-defined]
         return JobResult(job, res, llm_tokens=tokens, llm_cost=cost)
 
+    def _usage(self, call_id: str) -> tuple[int, float, bool]:
+        """What the job's LLM calls used, from the broker; an unreachable broker pauses the run."""
+        import ray
+
+        while True:
+            try:
+                return ray.get(self._broker.take_usage.remote(call_id))
+            except (ray.exceptions.RayActorError, ray.exceptions.RaySystemError) as e:
+                self.faults.fault(InfrastructureError("broker", f"the LLM broker actor does not answer "
+                                                                f"({type(e).__name__})"), ("usage", call_id))
+
+    def _check_slots(self) -> None:
+        """Nothing finished for a while: if no live node offers a sandbox slot any more (the nodes that
+        did were lost), pending tasks would wait forever. Pause until one joins, or stop the run."""
+        if sandbox_slots() >= 1:
+            return
+        self.faults.fault(InfrastructureError("ray", f"no live node of the cluster offers {RESOURCE!r} slots "
+                                                     "(nodes were lost); waiting for one to join"),
+                          None, probe=lambda: sandbox_slots() >= 1)
+
     def map(self, jobs: Iterable[EvalJob]) -> Iterator[JobResult]:
         import ray
 
         todo = iter(jobs)
+        again: list[EvalJob] = []  # jobs an infrastructure fault stopped: submitted again first
         mine: set[Any] = set()
         try:
             while True:
                 # Top the window up only here, i.e. only while the caller is still iterating.
                 while len(mine) < self.window:
-                    job = next(todo, None)
+                    job = again.pop(0) if again else next(todo, None)
                     if job is None:
                         break
                     mine.add(self._submit(job))
                 if not mine:
                     return
-                done, _ = ray.wait(list(mine), num_returns=1)
+                done, _ = ray.wait(list(mine), num_returns=1, timeout=SLOT_CHECK_S)
+                if not done:
+                    self._check_slots()
+                    continue
                 mine.discard(done[0])
-                yield self._result(done[0])
+                job = self._pending[done[0]][0]
+                try:
+                    jr = self._result(done[0])
+                except InfrastructureError as e:
+                    self.faults.fault(e, job.key)  # waits the backoff out, or stops the run
+                    again.append(job)
+                    continue
+                self.faults.ok(job.key)
+                yield jr
         finally:
             self._cancel(mine)
 

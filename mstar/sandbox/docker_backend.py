@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from mstar.errors import CandidateFailure, UsageError
+from mstar.errors import InfrastructureError, UsageError
 from mstar.sandbox.base import SessionLimits
 from mstar.sandbox.channel import Conn, Demux, LineBuffer, Tail
 from mstar.sandbox.rpc import PooledBackend
@@ -47,6 +47,38 @@ def docker_client(timeout: float = 60.0) -> Any:
     client = docker.from_env(timeout=timeout)
     client.ping()
     return client
+
+
+def engine_fault(api: Any, err: BaseException) -> InfrastructureError | None:
+    """``err`` came from the engine's API or the container's stream: the engine's fault when the engine
+    itself no longer answers a ping (stopped, restarting, its socket gone). Decided from the host's own
+    view of the engine, never from anything the container said, so a harness cannot pass its own
+    failure off as the engine's."""
+    if fresh_ping(api):
+        return None
+    return InfrastructureError("docker", f"the Docker engine stopped answering ({type(err).__name__}: "
+                                         f"{str(err)[:200]})")
+
+
+def fresh_ping(api: Any, timeout: float = 10.0) -> bool:
+    """The engine accepts a *new* connection and answers on it. A pooled connection is not evidence:
+    an engine shutting down still answers on connections it has while its socket is already gone."""
+    import docker
+
+    # docker-py keeps a unix socket's path in its adapter and "http+docker://localhost" as base_url.
+    path = getattr(getattr(api, "_custom_adapter", None), "socket_path", None)
+    url = f"unix://{path}" if path else api.base_url
+    try:
+        probe = docker.APIClient(base_url=url, version=api.api_version, timeout=timeout)
+    except Exception:  # noqa: BLE001
+        return False
+    try:
+        probe.ping()
+        return True
+    except Exception:  # noqa: BLE001 - any failure to answer: the engine is away
+        return False
+    finally:
+        probe.close()
 
 
 def engine_answers(timeout: float = 3.0) -> bool:
@@ -105,6 +137,7 @@ class _Reaper:
         self._thread: threading.Thread | None = None
         self._client: Any = None
         self._lock = threading.Lock()
+        self.later: set[str] = set()  # not removed because the engine was away
 
     def put(self, cid: str) -> None:
         with self._lock:
@@ -120,8 +153,13 @@ class _Reaper:
                 if self._client is None:
                     self._client = docker_client()
                 self._client.api.remove_container(cid, force=True)
-            except Exception:  # noqa: BLE001 - already gone; a leftover is removed at exit or by label
-                pass
+                # The engine answers again: remove what it could not while it was away (a restarted
+                # engine keeps the containers it stopped).
+                while self.later:
+                    self.q.put(self.later.pop())
+            except Exception as e:  # noqa: BLE001 - already gone; a leftover is removed at exit or by label
+                if self._client is not None and engine_fault(self._client.api, e) is not None:
+                    self.later.add(cid)
             finally:
                 with _LIVE_LOCK:
                     _LIVE.discard(cid)
@@ -178,7 +216,14 @@ class DockerTransport:
         """A spare becomes a session: give it the normal CPU weight back."""
         if self.spare:
             self.spare = False
-            self.api.update_container(self.cid, cpu_shares=1024)
+            try:
+                self.api.update_container(self.cid, cpu_shares=1024)
+            except Exception as e:
+                fault = engine_fault(self.api, e)
+                if fault is None:
+                    raise
+                self.kill()
+                raise fault from None
 
     def close_input(self) -> None:
         try:
@@ -187,10 +232,14 @@ class DockerTransport:
             pass
 
     def exit_reason(self, wait_s: float) -> tuple[str, str] | None:
+        """Raises ``InfrastructureError`` when the stream ended because the engine went away."""
         try:
             self.api.wait(self.cid, timeout=wait_s)
             state = self.api.inspect_container(self.cid)["State"]
-        except Exception:  # noqa: BLE001 - still running, or gone
+        except Exception as e:  # noqa: BLE001 - still running, or gone
+            fault = engine_fault(self.api, e)
+            if fault is not None:
+                raise fault from None
             return None
         self.conn.drain_stderr(0.5)
         code = state.get("ExitCode")
@@ -270,8 +319,15 @@ class DockerBackend(PooledBackend):
         api = self.client.api
         try:
             cid = self._create(limits, all_labels, preload, spare)
-        except docker.errors.APIError as e:
-            raise CandidateFailure("sandbox_error", f"cannot create the container: {e}") from None
+        except Exception as e:  # requests' ConnectionError when the engine is down: not an APIError
+            fault = engine_fault(api, e)
+            if fault is not None:
+                raise fault from None
+            if isinstance(e, docker.errors.APIError):
+                # Nothing of the candidate's goes into a create (limits and labels are the run's): a
+                # refusal is the engine's or the run's, never a reason to score the candidate.
+                raise InfrastructureError("docker", f"the engine cannot create a sandbox container: {e}") from None
+            raise
         with _LIVE_LOCK:
             _LIVE.add(cid)
         transport = None
@@ -285,14 +341,22 @@ class DockerBackend(PooledBackend):
             else:
                 try:
                     api.remove_container(cid, force=True)
-                except docker.errors.APIError:
+                except Exception:  # noqa: BLE001 - gone, or the engine is away (removed by label later)
                     pass
                 with _LIVE_LOCK:
                     _LIVE.discard(cid)
+            if isinstance(e, Exception):
+                fault = engine_fault(api, e)
+                if fault is not None:
+                    raise fault from None
             if isinstance(e, docker.errors.APIError):
-                raise CandidateFailure("sandbox_error", f"cannot start the container: {e}") from None
+                raise InfrastructureError("docker", f"the engine cannot start a sandbox container: {e}") from None
             raise
         return transport
+
+    def healthy(self) -> bool:
+        """The engine answers: an evaluation paused by an engine fault may be retried."""
+        return fresh_ping(self.client.api, timeout=5.0)
 
     def close(self) -> None:
         """Kill the warm spares and idle runners and wait until every container this process stopped is removed."""

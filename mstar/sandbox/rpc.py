@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from mstar.errors import BudgetExceeded, CandidateFailure, LLMUnavailable
+from mstar.errors import BudgetExceeded, CandidateFailure, InfrastructureError, LLMUnavailable
 from mstar.harness.loader import HarnessProgram
 from mstar.sandbox.base import SessionLimits
 from mstar.sandbox.channel import EOF, FLOOD, Conn, Tail
@@ -236,6 +236,10 @@ class RpcSession:
         except BudgetExceeded:
             # The run's hard budget is spent: the evaluation stops here, not just this candidate.
             self._dead = CandidateFailure("budget", "the run's LLM budget is spent")
+            self.t.kill()
+            raise
+        except InfrastructureError:
+            # The broker went away: the evaluation is retried later, the harness is never told.
             self.t.kill()
             raise
         except LLMUnavailable as e:

@@ -27,6 +27,7 @@ import ast
 import re
 from dataclasses import dataclass
 
+from mstar.errors import InfrastructureError
 from mstar.evolve.operators.base import OperatorContext, OperatorFailed, ParentView, Proposal
 from mstar.evolve.operators.components import (
     COMPONENTS,
@@ -353,6 +354,8 @@ class StructuralOperator:
                 if ast.dump(ast.parse(child)) == ast.dump(prog.tree):
                     raise MoveError("no change")
                 validate(child)
+            except InfrastructureError:
+                raise  # the sandbox's engine went away: not a broken move (the run stops, resumable)
             except Exception as e:  # a broken move is dropped; Interrupted is a BaseException and passes
                 errors.append(f"{move.label()}: {type(e).__name__}: {str(e)[:160]}")
                 continue
