@@ -21,6 +21,7 @@ _COMMAND_MODULES = [
     "mstar.cli.sandbox_cmds",
     "mstar.cli.eval_cmds",
     "mstar.cli.evolve_cmds",
+    "mstar.cli.export_cmds",
 ]
 
 for _mod in _COMMAND_MODULES:
