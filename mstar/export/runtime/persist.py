@@ -104,7 +104,8 @@ class _MxBaseStoreLog:
         self.namespace = tuple(namespace)
 
     def _ns(self, user_id):
-        return (*self.namespace, user_id, "events")
+        # Namespace labels may not contain "." (LangGraph's rule); ids like e-mail addresses are escaped.
+        return (*self.namespace, user_id.replace("%", "%25").replace(".", "%2E"), "events")
 
     def append(self, user_id, kind, event_id, body):
         import time
