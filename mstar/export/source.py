@@ -61,7 +61,10 @@ def check(spec: str, sandbox: str = "auto") -> ExportSource:
         smoke = "skipped: the program needs an LLM (set MSTAR_MODEL where it runs)"
         print(f"[mstar] warning: {prog.path}: smoke test skipped: it needs an LLM", file=sys.stderr)
     except HarnessError as e:
-        raise HarnessError(e.path, f"{e.reason}: fix the program (or export another run or seed)") from None
+        lines = [x.strip() for x in e.reason.splitlines() if x.strip()]
+        # One line: the stage and the exception, not the traceback (mstar eval shows that).
+        why = lines[0] if len(lines) == 1 else ":".join(lines[0].split(":")[:2]) + ": " + lines[-1]
+        raise HarnessError(e.path, f"{why}: fix the program (mstar eval {e.path} --sandbox inline shows the traceback)") from None
     finally:
         close = getattr(backend, "close", None)
         if close is not None:
