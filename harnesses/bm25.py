@@ -58,7 +58,7 @@ def encode(event, toolkit, knobs):
 # A write only appends postings; N, the average length and idf enter at query time. An agent that
 # writes a turn and then reads no longer rebuilds the whole index per turn. The scores are those of
 # bm25s's Okapi BM25 ("lucene" idf) to the bit: float32 per-term contributions of a float64 length
-# normalisation, summed in query order, ranked by the same argpartition top-k over all documents.
+# normalisation, summed in query order, and the same ranking, equal scores included.
 def index(records, state, toolkit, knobs):
     idx = state.get("bm25")
     n = idx["n"] if idx is not None else 0
@@ -101,6 +101,17 @@ def retrieve(query, records, state, toolkit, knobs):
         tfc = tf / (k1 * ((1 - b) + b * lens[docs] / l_avg) + tf)
         scores[docs] += (idf * tfc).astype(np.float32)
     k = min(knobs["top_k"], n)
+    # Fast path: rank only the matched records (the rest score 0 and are filtered out). When the top
+    # scores are all distinct, their order is fixed, so this equals bm25s's selection below exactly.
+    cand = np.flatnonzero(scores)
+    top = cand
+    if len(cand) > k:
+        top = cand[scores[cand] >= np.partition(scores[cand], -k)[-k]]
+    top_scores = scores[top]
+    if len(top) <= k and len(np.unique(top_scores)) == len(top):
+        order = np.argsort(-top_scores)
+        return [(int(d), float(s)) for d, s in zip(top[order], top_scores[order], strict=True)]
+    # Equal scores: bm25s's own tie order is that of its argpartition over every record, so do the same.
     part = np.argpartition(scores, -k).take(indices=range(-k, 0))
     part_scores = np.take(scores, part)
     order = np.flip(np.argsort(part_scores))
@@ -168,3 +179,23 @@ class Memory:
 
     def dump(self):
         return [{"text": r["text"], "sources": r["sources"]} for r in self.records]
+
+    # A snapshot for persistent hosts (the exported module): records and postings as plain JSON data,
+    # so a cold start loads them instead of replaying and re-tokenising every event. (Named save_state:
+    # ``self.state`` is the components' shared dict.)
+    def save_state(self):
+        idx = self.state.get("bm25")
+        if self.dirty or idx is None:
+            index(self.records, self.state, self.toolkit, self.knobs)
+            self.dirty = False
+            idx = self.state["bm25"]
+        post = {t: [p[0].tolist(), p[1].tolist()] for t, p in idx["post"].items()}
+        return {"records": self.records, "post": post, "lens": idx["lens"].tolist(), "total": idx["total"]}
+
+    def load_state(self, saved):
+        self.records = saved["records"]
+        post = {t: (array("i", d), array("f", f)) for t, (d, f) in saved["post"].items()}
+        self.state = {"bm25": {"records": self.records, "n": len(self.records), "post": post,
+                               "last": self.records[-1] if self.records else None,
+                               "lens": array("i", saved["lens"]), "total": saved["total"]}}
+        self.dirty = False

@@ -242,3 +242,20 @@ def test_agent_without_a_user_id_is_told_how_to_pass_one(bm25_mod, tmp_path):
         bm25_mod._mx_user_id(runtime=None, config={})
     with pytest.raises(bm25_mod.StoreError, match="SQLite path or a LangGraph BaseStore"):
         bm25_mod.open_memory(42, "u")
+
+
+@pytest.mark.parametrize("seed", ["bm25", "bm25_neighbors"])
+def test_seed_snapshot_restores_the_same_memory(seed, tmp_path):
+    """The BM25 seeds offer save_state() / load_state(): a cold start from the snapshot reads the same."""
+    mod = load(export(seed, tmp_path / f"{seed}_snap.py"), f"{seed}_snap")
+    db = tmp_path / "s.db"
+    mem = mod.open_memory(db, "u")
+    for i in range(300):
+        mem.write({"id": f"e{i}", "session": str(i // 60), "speaker": "Ana",
+                   "text": f"turn {i} about {['cats', 'kayaks', 'Lisbon', 'violins', 'the tent'][i % 5]} {i % 11}"})
+    assert mem.snapshot()
+    mem.write({"id": "last", "text": "a red kayak after the snapshot"})
+    again = mod.PersistentMemory(mod._MxSqliteLog(db), "u")
+    assert again._cursor == 301 and len(again.memory.records) == 301
+    for q in ("kayaks 3", "red kayak", "Lisbon tent 7", "zzz unknown"):
+        assert again.read({"question": q, "budget": 150}) == mem.read({"question": q, "budget": 150})
