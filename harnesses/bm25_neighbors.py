@@ -15,6 +15,7 @@ Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / m
 import math
 import re
 from array import array
+from base64 import b64decode, b64encode
 from collections import Counter
 
 import numpy as np
@@ -31,6 +32,9 @@ KNOBS = {
     "b": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.75},
     "show_time": {"type": "bool", "default": False},
     "fill": {"type": "cat", "choices": ["skip", "stop"], "default": "skip"},
+    # Equal scores: "bm25s" ranks them exactly as bm25s does (an O(N) selection over all records when
+    # the top scores tie); "write_order" ranks them oldest first over the matched records only.
+    "ties": {"type": "cat", "choices": ["bm25s", "write_order"], "default": "bm25s"},
     "window": {"type": "int", "low": 0, "high": 5, "default": 1},
     "neighbor_decay": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.5},
 }
@@ -108,8 +112,8 @@ def retrieve(query, records, state, toolkit, knobs):
     if len(cand) > k:
         top = cand[scores[cand] >= np.partition(scores[cand], -k)[-k]]
     top_scores = scores[top]
-    if len(top) <= k and len(np.unique(top_scores)) == len(top):
-        order = np.argsort(-top_scores)
+    if knobs.get("ties") == "write_order" or (len(top) <= k and len(np.unique(top_scores)) == len(top)):
+        order = np.lexsort((top, -top_scores))[:k]
         return [(int(d), float(s)) for d, s in zip(top[order], top_scores[order], strict=True)]
     # Equal scores: bm25s's own tie order is that of its argpartition over every record, so do the same.
     part = np.argpartition(scores, -k).take(indices=range(-k, 0))
@@ -173,6 +177,25 @@ def maintain(phase, records, state, toolkit, knobs):
     return records
 
 
+# Snapshot arrays travel as base64 of their little-endian bytes (JSON-safe, and fast to parse).
+_BIG_ENDIAN = array("i", [1]).tobytes()[0] != 1
+
+
+def _pack(arr):
+    if _BIG_ENDIAN:
+        arr = array(arr.typecode, arr)
+        arr.byteswap()
+    return b64encode(arr.tobytes()).decode()
+
+
+def _unpack(code, text):
+    arr = array(code)
+    arr.frombytes(b64decode(text))
+    if _BIG_ENDIAN:
+        arr.byteswap()
+    return arr
+
+
 class Memory:
     """The standard driver of a modular harness: records in a list, components called in order."""
 
@@ -211,13 +234,14 @@ class Memory:
             index(self.records, self.state, self.toolkit, self.knobs)
             self.dirty = False
             idx = self.state["bm25"]
-        post = {t: [p[0].tolist(), p[1].tolist()] for t, p in idx["post"].items()}
-        return {"records": self.records, "post": post, "lens": idx["lens"].tolist(), "total": idx["total"]}
+        # Postings as base64 of their machine arrays: parsing millions of JSON numbers is the slow part.
+        post = {t: [_pack(p[0]), _pack(p[1])] for t, p in idx["post"].items()}
+        return {"records": self.records, "post": post, "lens": _pack(idx["lens"]), "total": idx["total"]}
 
     def load_state(self, saved):
         self.records = saved["records"]
-        post = {t: (array("i", d), array("f", f)) for t, (d, f) in saved["post"].items()}
+        post = {t: (_unpack("i", d), _unpack("f", f)) for t, (d, f) in saved["post"].items()}
         self.state = {"bm25": {"records": self.records, "n": len(self.records), "post": post,
                                "last": self.records[-1] if self.records else None,
-                               "lens": array("i", saved["lens"]), "total": saved["total"]}}
+                               "lens": _unpack("i", saved["lens"]), "total": saved["total"]}}
         self.dirty = False

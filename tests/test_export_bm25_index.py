@@ -67,3 +67,19 @@ def test_a_turn_does_not_rebuild_the_index():
     mem.write({"id": "new", "text": "the kayak is red"})
     res = mem.read({"question": "red kayak", "budget": 100})
     assert mem.state["bm25"] is idx and idx["n"] == 51 and res["items"][0]["sources"] == ["new"]
+
+
+@pytest.mark.parametrize("seed", ["bm25", "bm25_neighbors"])
+def test_write_order_ties_keep_bm25s_scores_and_rank_equal_scores_oldest_first(seed):
+    prog = load_program(seed)
+    mod = load_module(prog.source)
+    kn = {**{k: s.default for k, s in prog.knob_specs.items()}, "ties": "write_order", "top_k": 8}
+    mem = mod.Memory(Toolkit(), kn)
+    for i in range(120):  # every text three times: a sea of equal scores
+        mem.write({"id": f"e{i}", "speaker": "Ana", "text": f"{WORDS[i % 40 % len(WORDS)]} and {WORDS[(i // 3) % len(WORDS)]}"})
+    mod.index(mem.records, mem.state, None, kn)
+    for query in ("cat kayak", "Lisbon", "violin marathon garden"):
+        got = mod.retrieve({"question": query}, mem.records, mem.state, None, kn)
+        ref = reference_hits(mod, mem.records, query, kn)
+        assert [s for _, s in got] == [s for _, s in ref]  # bm25s's scores, rank by rank
+        assert got == sorted(got, key=lambda h: (-h[1], h[0]))  # equal scores: oldest first
