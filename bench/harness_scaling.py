@@ -107,7 +107,7 @@ def main() -> None:
     harnesses = args.harness or ["bm25"]
     sizes = [int(s) for s in args.sizes.split(",")]
     extra_n = args.turns + args.writes
-    print("| harness | stored events | cold start, replay: open (s) | + first read (s) | cold start, snapshot + first read (s) |"
+    print("| harness | stored events | cold start, replay: open (s) | open + first read (s) | cold start from snapshot: open + first read (s) |"
           " turn p50 (ms) | turn p95 (ms) | turns | durable writes/s | RSS (MB) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory(prefix="mstar-bench-") as tmp:
