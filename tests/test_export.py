@@ -259,3 +259,25 @@ def test_seed_snapshot_restores_the_same_memory(seed, tmp_path):
     assert again._cursor == 301 and len(again.memory.records) == 301
     for q in ("kayaks 3", "red kayak", "Lisbon tent 7", "zzz unknown"):
         assert again.read({"question": q, "budget": 150}) == mem.read({"question": q, "budget": 150})
+
+
+def test_an_event_the_program_rejects_fails_its_write_and_never_blocks_the_log(tmp_path):
+    """A hostile or buggy program: write() raises on some text, and its state is not JSON. The caller
+    hears of the bad write; later opens skip that event instead of failing forever; no snapshot is
+    written (replay stays correct)."""
+    f = tmp_path / "picky.py"
+    f.write_text(SNAPSHOT_HARNESS.read_text().replace(
+        "    def write(self, event):\n",
+        "    def write(self, event):\n        if 'poison' in event['text']:\n            raise ValueError('no poison')\n").replace(
+        '        return {"rows": self.rows}', '        return {"rows": set()}'))
+    mod = load(export(str(f), tmp_path / "picky_memory.py"), "picky_memory")
+    db = tmp_path / "p.db"
+    mem = mod.open_memory(db, "u", snapshot_every=3)
+    mem.write("kayak one")
+    with pytest.raises(ValueError, match="no poison"):
+        mem.write("poison pill")
+    for i in range(5):
+        mem.write(f"kayak {i + 2}")
+    again = mod.PersistentMemory(mod._MxSqliteLog(db), "u")
+    assert len(again.dump()) == 6 and "poison" not in again.read("poison pill kayak")["context"]
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM mstar_snapshots").fetchone() == (0,)

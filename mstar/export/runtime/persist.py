@@ -1,6 +1,6 @@
 from typing import Any
 
-from mstar.export.runtime.toolkit import DefaultToolkit
+from mstar.export.runtime.toolkit import DefaultToolkit, _mx_logger
 
 # Stand-ins for what the harness and the assembler define ahead of this part.
 Memory: Any = None
@@ -220,24 +220,39 @@ class PersistentMemory:
         elif kind == "manage" and callable(getattr(self.memory, "manage", None)):
             self.memory.manage(data["phase"])
 
-    def _catch_up(self):
+    def _catch_up(self, own=None):
+        failed = None
         for seq, kind, body in self._log.since(self.user_id, self._cursor):
-            self._apply(kind, body)
+            try:
+                self._apply(kind, body)
+            except Exception as e:  # noqa: BLE001 - one event the program rejects must not block the log
+                # Skipped on every replay too, so all processes keep the same memory.
+                _mx_logger.warning("memory of %s: event %s skipped: the program raised %s: %s",
+                                   self.user_id, seq, type(e).__name__, e)
+                if own is not None and own in body:
+                    failed = e
             self._cursor = seq
             self._since_snapshot += 1
         # Every snapshot_every events, and at least a tenth of the log apart: a snapshot costs the whole
         # state, so spacing them by a share of its size keeps the amortised cost per write flat.
-        if self._since_snapshot >= max(self._snapshot_every, self._cursor // 10):
-            self.snapshot()
+        if self._snapshot_every and self._since_snapshot >= max(self._snapshot_every, self._cursor // 10):
+            try:
+                self.snapshot()
+            except (TypeError, ValueError) as e:
+                # A state that is not JSON: stop snapshotting, keep replaying (always correct).
+                _mx_logger.warning("memory of %s: snapshots off: the program's state is not JSON (%s)", self.user_id, e)
+                self._snapshot_every = 0
+        if failed is not None:
+            raise failed
 
     def _append(self, kind, event_id, body):
         with self._lock:
             inserted = self._log.append(self.user_id, kind, event_id, body)
             if self._log.incremental:
-                self._catch_up()
+                self._catch_up(own=body if inserted else None)
             elif inserted:
-                self._apply(kind, body)
                 self._cursor += 1
+                self._apply(kind, body)
             return inserted
 
     def write(self, event, **fields):
