@@ -8,7 +8,7 @@ the same rows ``write`` appends), and a fresh child process measures, through th
 - turn: write the user's message (durable: committed before it returns), then read for the next
   question -- p50 / p95 over ``--turns`` turns (fewer when a turn is slow: ``--cell-seconds``);
 - write throughput: durable writes per second, alone;
-- RSS: the child's peak resident memory (before the snapshot cold start).
+- RSS: the child's peak resident memory (VmHWM, before the snapshot cold start).
 
 Usage: python bench/harness_scaling.py [--harness bm25 --harness runs/x] [--sizes 1000,10000,100000]
 Prints a markdown table. Events and questions come from the built-in synthetic suite (seeded).
@@ -50,7 +50,7 @@ def preload(module_file: Path, store: Path, events: list[dict]) -> None:
 
 
 CHILD = r"""
-import importlib.util, json, resource, statistics, sys, time
+import importlib.util, json, sys, time
 module_file, store, extra_file, turns, writes, cell_seconds = sys.argv[1:7]
 turns, writes, cell_seconds = int(turns), int(writes), float(cell_seconds)
 spec = importlib.util.spec_from_file_location("bench_memory", module_file)
@@ -76,7 +76,8 @@ for e in ws:
 wps = len(ws) / (time.perf_counter() - t) if ws else float("nan")
 lat.sort()
 pct = lambda p: lat[min(len(lat) - 1, int(round(p * (len(lat) - 1))))] * 1000
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report its parent's peak.
+rss = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:")) / 1024
 snap_s = None
 if mem.snapshot():  # what a long-running agent leaves behind; then a second cold start uses it
     t0 = time.perf_counter()
