@@ -41,6 +41,7 @@ _COMMAND_MODULES = [
     "mstar.cli.eval_cmds",
     "mstar.cli.evolve_cmds",
     "mstar.cli.review_cmds",
+    "mstar.cli.export_cmds",
 ]
 
 for _mod in _COMMAND_MODULES:
