@@ -45,7 +45,7 @@ def nesting_ok(line: bytes, max_depth: int = MAX_DEPTH) -> bool:
     Linear in C: strings are cut out, every byte but brackets deleted, then innermost pairs removed
     one level per pass; what is left after ``max_depth`` passes is too deep (or unbalanced)."""
     rest = _STRING.sub(b"", line).translate(None, _NOT_BRACKET)
-    for _ in range(max_depth + 1):
+    for _ in range(max_depth):
         if not rest:
             return True
         shorter = rest.replace(_PAIRS[0], b"").replace(_PAIRS[1], b"")
