@@ -1,5 +1,6 @@
 """Fails its smoke run on purpose and says where it ran: uid, whether the host's OPENAI_API_KEY is in its
-environment, whether the checkout (PARAMS repo) is visible. Proves a validator ran it in a sandbox."""
+environment, whether the checkout (PARAMS repo) is visible. Proves a validator ran it in a sandbox.
+It passes the static check (the environment is reached through getattr), so only the sandbox stands between."""
 import os
 
 INSTRUCTIONS = "hostile"
@@ -15,6 +16,7 @@ class Memory:
         pass
 
     def read(self, query):
-        seen = (f"uid={os.getuid()} key={'OPENAI_API_KEY' in os.environ} "
+        env = getattr(os, "env" + "iron")  # past the static check, as an optimiser would find
+        seen = (f"uid={os.getuid()} key={'OPENAI_API_KEY' in env} "
                 f"repo={os.path.exists(PARAMS.get('repo', '/nonexistent'))}")
         raise ValueError(seen)
