@@ -148,3 +148,15 @@ def test_sandbox_auto_refuses_without_docker_or_bubblewrap(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--sandbox auto" in lines[0] and "bubblewrap" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_doctor_lists_each_protection_of_the_process_sandbox():
+    from typer.testing import CliRunner
+
+    from mstar.cli.main import app
+
+    out = CliRunner().invoke(app, ["doctor"], env={"COLUMNS": "300"}).output
+    for name in ("files", "sockets", "processes", "uid", "environment", "pids", "memory", "cpu", "rlimits"):
+        row = next((ln for ln in out.splitlines() if ln.startswith(f"│   {name} ")), None)
+        assert row is not None and "│ ok " in row, f"{name}: {row}\n{out}"
+    assert "bwrap" in out

@@ -51,8 +51,8 @@ def _process() -> list[Check]:
     from mstar.sandbox.process import FULL, isolation, protections
 
     _, desc = isolation()
-    rows = [Check(f"  {'[x]' if on else '[ ]'} {what}", "ok" if on else "warn", "active" if on else "NOT active")
-            for what, on in protections()]
+    rows = [Check(f"  {name}", "ok" if on else "warn", ("" if on else "NOT active: ") + what)
+            for name, what, on in protections()]
     if desc.startswith(FULL):
         return [Check("process sandbox", "ok", desc), *rows]
     return [Check("process sandbox", "warn", desc,

@@ -69,23 +69,24 @@ def _ns_prefix(unshare: str) -> list[str]:
 FULL = "bwrap"
 
 
-def protections() -> list[tuple[str, bool]]:
-    """(protection, active) for ``mstar doctor``: what the process sandbox gives a harness here."""
+def protections() -> list[tuple[str, str, bool]]:
+    """(protection, what it means, active) for ``mstar doctor``: what the process sandbox gives here."""
     _, desc = isolation()
     full = desc.startswith(FULL)
+    ns = full or desc.startswith("namespaces")
     cg = cgroup.create(SessionLimits())
     ctrls = cgroup.controllers(cg)
     if cg is not None:
         cg.remove(0)
-    return [("own mount namespace: only interpreter, allow-list, runner (read-only) + private /tmp", full),
-            ("no network, no host sockets (own network namespace, no socket files)", full or desc.startswith("namespaces")),
-            ("own pid namespace: host processes invisible", full or desc.startswith("namespaces")),
-            (f"unprivileged uid {bwrap.SANDBOX_UID}, no capabilities", full),
-            ("empty environment", True),
-            ("cgroup pids limit (fork bombs)", "pids" in ctrls),
-            ("cgroup memory limit", "memory" in ctrls),
-            ("cgroup CPU quota for the whole process tree", "cpu" in ctrls),
-            ("rlimits (memory, CPU seconds, files, processes)", True)]
+    return [("files", "only the interpreter, the allow-list and the runner (read-only) + a private /tmp", full),
+            ("sockets", "own network namespace, no socket files: no network, no Docker / Ray / X11", full),
+            ("processes", "own pid namespace: host processes and their environments invisible", ns),
+            ("uid", f"unprivileged uid {bwrap.SANDBOX_UID}, no capabilities", full),
+            ("environment", "empty", True),
+            ("pids", "cgroup pids limit (fork bombs)", "pids" in ctrls),
+            ("memory", "cgroup memory limit", "memory" in ctrls),
+            ("cpu", "cgroup CPU quota for the whole process tree", "cpu" in ctrls),
+            ("rlimits", "memory, CPU seconds, files, processes", True)]
 
 
 def missing_for_full() -> str | None:

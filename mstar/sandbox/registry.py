@@ -31,7 +31,7 @@ def _docker_choice() -> str | None:
         try:
             client.images.get(tag)
         except docker.errors.ImageNotFound:
-            return f"the sandbox image {tag} is missing (mstar sandbox build --local-base)"
+            return f"the sandbox image {tag} is missing (mstar sandbox build)"
         return None
     finally:
         client.close()
@@ -46,7 +46,7 @@ def auto_choice() -> tuple[str, str]:
         return "docker", "engine answers and the sandbox image is present"
     no_bwrap = missing_for_full()
     if no_bwrap is None:
-        return "process", f"{no_docker}; the process sandbox (bubblewrap) is fully isolated here"
+        return "process", f"{no_docker}; bubblewrap works"
     return "none", f"{no_docker}, and {no_bwrap}"
 
 
