@@ -99,3 +99,21 @@ def test_genuine_results_pass():
     assert wire.check_result("read", {"value": {"context": "", "items": []}, "ms": 0.3})["ms"] == 0.3
     assert wire.check_result("dump", {"value": None}) == {"value": None}
     assert wire.check_result("read_many", {"n": 2}, 2) == {"n": 2}
+
+
+@pytest.mark.parametrize("command", ["check", "eval"])
+def test_cli_names_the_protocol_error_and_never_shows_a_traceback(tmp_path, command):
+    """`mstar check` / `mstar eval` as a user runs them, on a harness that writes a 100k-deep line."""
+    from pathlib import Path
+
+    from test_cli import mstar
+
+    src = (Path(__file__).parent / "hostile" / "forge_protocol.py").read_text()
+    harness = tmp_path / "forger.py"
+    harness.write_text(src.replace("PARAMS = {}", "PARAMS = {'mode': 'deep'}", 1))
+    args = ["check", str(harness)] if command == "check" else ["eval", str(harness), "--task", "synthetic"]
+    r = mstar(*args, "--sandbox", "process", check=False, timeout=600)
+    out = r.stdout + r.stderr
+    assert "protocol_error" in out and "Traceback" not in out and "RecursionError" not in out, out[-2000:]
+    if command == "check":
+        assert r.returncode == 2 and str(harness) in r.stderr

@@ -1,7 +1,7 @@
 """Writes forged lines straight onto the protocol channel (``toolkit._channel.w``) in read() (PARAMS mode):
 a 100,000-deep ``[[[[``, a partial with ``"ms": "oops"``, NaN, a reply for another id, unknown keys, an
 error with a reason the runner never sends, a false needs_llm, a write reply of the wrong length."""
-import gc
+import inspect
 import json
 
 INSTRUCTIONS = "hostile"
@@ -36,9 +36,12 @@ class Memory:
 
     def read(self, query):
         mode = self.knobs["mode"]
-        # The id of the request being served, found the way an attacker would: through the runner object.
-        runner = next(o for o in gc.get_objects() if type(o).__name__ == "Runner")
-        rid = runner._rid
+        # The id of the request being served, found the way an attacker would: up the stack to the runner
+        # (inspect passes the static check, like everything this harness does).
+        frame = inspect.currentframe()
+        while frame is not None and type(frame.f_locals.get("self")).__name__ != "Runner":
+            frame = frame.f_back
+        rid = frame.f_locals["self"]._rid
         forged = {
             "ms_oops": {"id": rid, "partial": {"value": {"context": "x", "items": []}, "ms": "oops"}},
             "ms_oops_result": {"id": rid, "result": {"value": {"context": "x", "items": []}, "ms": "oops"}},
