@@ -20,7 +20,7 @@ from mstar.toolkit import Toolkit
 BACKENDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
 pytestmark = pytest.mark.timeout(180)
 MODES = ["deep", "deep_object", "ms_oops", "ms_oops_result", "nan", "wrong_id", "extra_key", "bad_reason",
-         "needs_llm", "string_id_reply", "not_object", "huge_int", "bad_write"]
+         "needs_llm", "string_id_reply", "not_object", "huge_int", "bad_write", "many_partials", "wide"]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -63,6 +63,8 @@ def test_brackets_inside_strings_do_not_count_and_escapes_are_handled():
     assert msg["partial"]["value"]["context"] == '[' * 500 + '"{' * 300
     assert wire.nesting_ok(b"[" * 64 + b"]" * 64) and not wire.nesting_ok(b"[" * 65 + b"]" * 65)
     assert not wire.nesting_ok(b"[[]")
+    assert not wire.nesting_ok(b"[" + b"[]," * 2_000_000 + b"[]]")
+    assert wire.nesting_ok(b'["' + b"[]," * 2_000_000 + b'"]')  # inside a string: one value
 
 
 @pytest.mark.parametrize("line", [

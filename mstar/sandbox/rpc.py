@@ -97,8 +97,12 @@ class RpcSession:
         """
         out: list[tuple[Any, float]] = []
         try:
-            self._call("read_many", {"queries": queries}, n=len(queries),
-                       on_partial=lambda r: out.append((r["value"], float(r["ms"]))))
+            def take(r: dict[str, Any]) -> None:
+                if len(out) >= len(queries):  # more results than queries: never buffered without bound
+                    raise wire.ProtocolViolation("read_many: more partial results than queries")
+                out.append((r["value"], float(r["ms"])))
+
+            self._call("read_many", {"queries": queries}, n=len(queries), on_partial=take)
         except CandidateFailure as e:
             e.partial = out
             raise
@@ -168,7 +172,8 @@ class RpcSession:
             return self._replies(method, rid, deadline, start, on_partial, n)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as e:
             # A safety net under wire.py: no byte from the sandbox may raise out of here as a host error.
-            raise self._fail("protocol_error", f"{method}: malformed message ({type(e).__name__})") from None
+            what = str(e) if isinstance(e, wire.ProtocolViolation) else f"malformed message ({type(e).__name__})"
+            raise self._fail("protocol_error", f"{method}: {what}") from None
 
     def _replies(self, method: str, rid: int, deadline: float, start: float,
                  on_partial: Callable[[Any], None] | None, n: int) -> Any:

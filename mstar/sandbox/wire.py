@@ -3,7 +3,7 @@
 The runner's stdout is written by the runner *and* by whatever the harness does with the runner's
 objects (``toolkit._channel`` is reachable from harness code), so every byte is the candidate's. A line
 is accepted only when it is
-1. nested at most ``MAX_DEPTH`` deep (checked on the raw bytes, before ``json.loads`` recurses: a
+1. nested at most ``MAX_DEPTH`` deep and at most ``MAX_ELEMENTS`` values (checked on the raw bytes, before ``json.loads`` recurses: a
    100,000-deep ``[[[[`` must not raise ``RecursionError`` in the host),
 2. valid JSON (strict: no NaN / Infinity) whose top level is an object,
 3. one of the message shapes below, with the type of every field checked, and no other key:
@@ -24,6 +24,10 @@ import re
 from typing import Any
 
 MAX_DEPTH = 64
+# Values in one line (commas + brackets outside strings): json.loads turns a 16 MB line of "[]," into
+# millions of Python objects, ~20x its size in host memory. Real replies (contexts are strings) are far
+# below this; a dump of 100k records is about 1M.
+MAX_ELEMENTS = 2_000_000
 # Reasons a runner may report for a failed call (sandbox/runner.py); anything else is a forgery.
 RUNNER_REASONS = frozenset({"load_error", "crash", "needs_llm", "oom", "bad_output", "forbidden",
                             "resource_limit", "protocol_error"})
@@ -39,12 +43,16 @@ class ProtocolViolation(ValueError):
     pass
 
 
-def nesting_ok(line: bytes, max_depth: int = MAX_DEPTH) -> bool:
-    """True when the brackets of ``line`` (outside strings) are balanced and nested <= ``max_depth``.
+def nesting_ok(line: bytes, max_depth: int = MAX_DEPTH, max_elements: int = MAX_ELEMENTS) -> bool:
+    """True when the brackets of ``line`` (outside strings) are balanced, nested <= ``max_depth``, and
+    the line holds at most ``max_elements`` values.
 
     Linear in C: strings are cut out, every byte but brackets deleted, then innermost pairs removed
     one level per pass; what is left after ``max_depth`` passes is too deep (or unbalanced)."""
-    rest = _STRING.sub(b"", line).translate(None, _NOT_BRACKET)
+    bare = _STRING.sub(b"", line)
+    rest = bare.translate(None, _NOT_BRACKET)
+    if len(rest) + bare.count(b",") > max_elements:
+        return False
     for _ in range(max_depth):
         if not rest:
             return True
@@ -70,7 +78,8 @@ def _is_id(x: Any) -> bool:
 def parse(line: bytes) -> dict[str, Any]:
     """One line from the runner -> a checked message dict, or ``ProtocolViolation`` saying why."""
     if not nesting_ok(line):
-        raise ProtocolViolation(f"a line nested deeper than {MAX_DEPTH} levels (or unbalanced)")
+        raise ProtocolViolation(f"a line nested deeper than {MAX_DEPTH} levels, with over {MAX_ELEMENTS:,} "
+                                "values, or unbalanced")
     try:
         msg = json.loads(line, parse_constant=_reject_constant)
     except ProtocolViolation:

@@ -51,6 +51,10 @@ class Memory:
             "needs_llm": {"id": rid, "error": {"reason": "needs_llm", "detail": "skip me"}},
             "huge_int": '{"id": ' + str(rid) + ', "result": {"value": null, "ms": ' + "9" * 5000 + "}}",
         }.get(mode, LINES.get(mode))
+        if mode == "many_partials":  # well-formed partials, far more than there are queries
+            forged = "\n".join(json.dumps({"id": rid, "partial": {"value": None, "ms": 1}}) for _ in range(1000))
+        if mode == "wide":  # shallow but millions of values: host memory, not depth
+            forged = '{"id": ' + str(rid) + ', "result": {"value": [' + "[]," * 2_500_000 + '[]], "ms": 1}}'
         line = forged if isinstance(forged, str) else json.dumps(forged)
         self.toolkit._channel.w.write(line.encode() + b"\n")
         self.toolkit._channel.w.flush()
