@@ -207,3 +207,36 @@ def test_check_shows_the_harness_frames_not_the_runners(tmp_path):
     assert f'File "{src}", line 17, in read' in err and "share = len(hits) / 0" in err, err
     assert "ZeroDivisionError: division by zero" in err
     assert "runner.py" not in err and "<lambda>" not in err, err
+
+
+def _runner_processes() -> set[int]:
+    out = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    if b"runner.py" in f.read():
+                        out.add(int(entry.name))
+            except OSError:
+                pass
+    return out
+
+
+def test_a_child_in_its_own_session_dies_with_the_sandbox():
+    """A forked child that calls setsid() escapes a killpg; closing the session must still end it."""
+    import time
+
+    b = make_backend("process", guard=False, warm=False)
+    before = _runner_processes()
+    session = b.open(program("escape_group"), {}, Toolkit(), LIMITS, LABELS)
+    try:
+        raw, _ = session.read({"id": "q", "question": "x", "time": None, "budget": 100})
+        assert raw["context"] == "left a child behind"
+        assert len(_runner_processes() - before) >= 2  # the runner and its spinning child
+    finally:
+        session.close()
+        b.close()
+    deadline = time.monotonic() + 5
+    while _runner_processes() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (_runner_processes() - before), "a sandbox process outlived its session"

@@ -33,7 +33,7 @@ def smoke_test(program: HarnessProgram, backend: SandboxBackend, toolkit: Toolki
     toolkit = toolkit or Toolkit()
     session = None
     try:
-        session = backend.open(program, resolve(program.knob_specs), toolkit, SessionLimits(call_timeout_s=30))
+        session = backend.open(program, resolve(program.knob_specs), toolkit, SessionLimits(call_timeout_s=30, episode_timeout_s=90))
         session.write(SMOKE_EVENTS[:2])
         session.manage("session_end")
         session.write(SMOKE_EVENTS[2:])

@@ -13,7 +13,7 @@ The runner starts in a new mount namespace whose root is an empty tmpfs holding,
 No host file beyond those, no socket file (the Docker engine's, Ray's, X11's), no data, no checkout.
 New network namespace (no interfaces; abstract unix sockets are per network namespace, so the host's
 are unreachable too), pid, ipc, uts and cgroup namespaces, an empty environment, a new session, and
-``--die-with-parent``. As root, bwrap sets the mounts up and ``setpriv`` then switches to an
+the runner exits when the host closes its stdin. As root, bwrap sets the mounts up and ``setpriv`` then switches to an
 unprivileged uid/gid (65534) with no capabilities and no-new-privs before Python starts; as a normal
 user, a user namespace maps the user to 65534 and bwrap drops every capability.
 """
@@ -114,7 +114,10 @@ def command(runner: str, tmp_mb: int, extra_args: list[str]) -> list[str]:
     exe, prefix = interpreter()
     made: set[str] = {"/usr", "/tmp", "/proc", "/dev", "/etc"}
     argv = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-            "--die-with-parent", "--new-session", "--clearenv",
+            # No --die-with-parent: its PR_SET_PDEATHSIG fires when the *thread* that started bwrap ends,
+            # and warm spares are started from short-lived threads. The runner exits on EOF of its stdin
+            # when the host goes, and close() kills its process group.
+            "--new-session", "--clearenv",
             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
             "--setenv", "LANG", "C.UTF-8",
             "--ro-bind", "/usr", "/usr"]

@@ -41,6 +41,17 @@ class Cgroup:
             finally:
                 os.close(fd)
 
+    def pids(self) -> list[int]:
+        """Every process in the group (to kill them all, whatever session or group they moved to)."""
+        out: set[int] = set()
+        for p in self.procs:
+            try:
+                with open(p) as f:
+                    out.update(int(x) for x in f.read().split())
+            except (OSError, ValueError):
+                pass
+        return sorted(out)
+
     def remove(self, wait_s: float = 2.0) -> None:
         """Remove the groups once their processes are gone (rmdir fails while any is left)."""
         end = time.monotonic() + wait_s

@@ -177,6 +177,14 @@ def _limiter(limits: SessionLimits, nproc: int, nice: int = 0, cg: Cgroup | None
     return apply
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
 class ProcessTransport:
     def __init__(self, argv: list[str], cwd: str, limits: SessionLimits, spare: bool = False, full: bool = False):
         self.cwd = cwd
@@ -259,6 +267,14 @@ class ProcessTransport:
         if self._killed:
             return
         self._killed = True
+        # The runner may have left our process group (setsid): kill what no group reaches first. The
+        # children of the process we started (bwrap's pid-namespace init, or unshare's child): when a
+        # namespace's init dies the kernel kills everything in it. Then every process of the cgroup.
+        for pid in [*_children(self.proc.pid), *(self.cg.pids() if self.cg is not None else [])]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
