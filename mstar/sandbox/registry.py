@@ -50,7 +50,7 @@ def auto_choice() -> tuple[str, str]:
     return "none", f"{no_docker}, and {no_bwrap}"
 
 
-def get_backend(name: str = "inline", **options):
+def get_backend(name: str, **options):
     """A backend by name; ``options`` go to its constructor (e.g. ``guard=False``, ``image=...``)."""
     if name not in BACKENDS:
         raise UsageError(f"--sandbox: unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
