@@ -29,6 +29,9 @@ class HarnessError(MstarError):
         loc = f"{self.path}:{line}" if line else self.path
         super().__init__(f"{loc}: {message}")
 
+    def __reduce__(self):  # picklable with its own arguments (Ray sends exceptions between processes)
+        return (type(self), (self.path, self.reason, self.line))
+
 
 class CandidateFailure(MstarError):
     """A harness misbehaved while being evaluated (crash, timeout, OOM, junk output, over budget ...).

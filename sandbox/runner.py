@@ -22,6 +22,7 @@ reason ``forbidden``; it is a second layer, not the boundary: the container or r
 import errno
 import functools
 import json
+import linecache
 import os
 import re
 import shutil
@@ -200,9 +201,27 @@ def _jsonable(obj):
     raise TypeError(f"value of type {type(obj).__name__} is not JSON")
 
 
-def _tb_tail(exc, lines=6):
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).strip().splitlines()
-    return "\n".join(text[-lines:])
+HARNESS_FILE = [None]  # the loaded harness's file name: its frames are the ones a user can act on
+
+
+def _tb_tail(exc, frames=4):
+    """The harness's own frames (file:line and code, innermost last) and the exception with its message,
+    never the runner's: a user fixes their file, not ours. Falls back to the last frames when none is
+    the harness's (e.g. the error is inside numpy, called from the harness: that call is shown too)."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in tb if f.filename == HARNESS_FILE[0]]
+    if not own:
+        own = [f for f in tb if f.filename != __file__][-frames:]
+    else:
+        last = tb.index(own[-1])
+        own = own[-frames:] + [f for f in tb[last + 1 :] if f.filename != __file__][-2:]
+    lines = ["Traceback (harness frames):"]
+    for f in own:
+        lines.append(f'  File "{f.filename}", line {f.lineno}, in {f.name}')
+        if f.line:
+            lines.append(f"    {f.line.strip()}")
+    lines += [ln.rstrip() for ln in traceback.format_exception_only(type(exc), exc)][-3:]
+    return "\n".join(lines)
 
 
 class Failure(Exception):
@@ -316,6 +335,9 @@ class Runner:
             self.memory = None
         module = types.ModuleType(f"mstar_harness_{p.get('name', 'candidate')}")
         module.__file__ = p.get("path", "<harness>")
+        HARNESS_FILE[0] = module.__file__
+        # The source is not on this filesystem: give it to linecache so tracebacks quote its lines.
+        linecache.cache[module.__file__] = (len(p["source"]), None, p["source"].splitlines(True), module.__file__)
         try:
             code = compile(p["source"], module.__file__, "exec")
             _harness(lambda: exec(code, module.__dict__), "load")  # noqa: S102 - loading a program
@@ -429,6 +451,9 @@ def main():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     rfile, wfile = _setup_stdio()
     _GUARD.enabled = "--no-guard" not in sys.argv
+    if "--site" in sys.argv:
+        # The process sandbox (bwrap) starts Python with -S and binds the allow-list here, alone.
+        sys.path.append(sys.argv[sys.argv.index("--site") + 1])
     sys.addaudithook(_GUARD.hook)
     if "--preload" in sys.argv:
         # A warm spare imports the allow-list while it waits for its program (the guard is not armed).

@@ -7,6 +7,9 @@ import pytest
 from mstar.errors import HarnessError
 from mstar.harness.loader import load_program, seed_names
 from mstar.harness.smoke import smoke_test
+from mstar.sandbox.inline import InlineBackend
+
+INLINE = InlineBackend()  # trusted test programs (our seeds / hand-written cases): no sandbox needed
 
 GOOD = textwrap.dedent('''
     """A tiny valid harness."""
@@ -35,7 +38,7 @@ def write(tmp_path, body, name="h.py"):
 def test_good_harness_loads_and_smokes(tmp_path):
     prog = load_program(write(tmp_path, GOOD))
     assert prog.name == "h" and "n" in prog.knob_specs and not prog.needs_llm
-    smoke_test(prog)
+    smoke_test(prog, INLINE)
 
 
 @pytest.mark.parametrize(
@@ -69,13 +72,13 @@ def test_static_errors_name_file_line_and_problem(tmp_path, mutate, message, lin
 def test_smoke_catches_a_read_that_breaks_the_contract(tmp_path):
     bad = GOOD.replace('return {"context": "\\n".join(i["text"] for i in items), "items": items}', 'return ["not", "a", "dict"]')
     with pytest.raises(HarnessError, match="smoke: bad_output: read\\(\\) must return a dict"):
-        smoke_test(load_program(write(tmp_path, bad)))
+        smoke_test(load_program(write(tmp_path, bad)), INLINE)
 
 
 def test_smoke_catches_a_crash_with_the_harness_traceback(tmp_path):
     bad = GOOD.replace("self.events.append(event)", "raise KeyError('boom')")
     with pytest.raises(HarnessError) as e:
-        smoke_test(load_program(write(tmp_path, bad)))
+        smoke_test(load_program(write(tmp_path, bad)), INLINE)
     assert "smoke: crash" in str(e.value) and "KeyError" in str(e.value) and "h.py" in str(e.value)
 
 
@@ -92,4 +95,4 @@ def test_seed_names_and_unknown_seed():
 def test_first_seeds_pass_validation(name):
     prog = load_program(name)
     assert prog.docstring and "Needs an LLM" in prog.docstring
-    smoke_test(prog)
+    smoke_test(prog, INLINE)

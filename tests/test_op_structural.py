@@ -14,6 +14,7 @@ from mstar.evolve.operators.components import Program
 from mstar.evolve.operators.structural import StructuralOperator, validate
 from mstar.evolve.operators_loader import load_operator
 from mstar.harness.loader import from_source
+from mstar.sandbox.inline import InlineBackend
 
 HARNESSES = Path(__file__).resolve().parents[1] / "harnesses"
 BASE = ["bm25", "bm25_neighbors", "recency", "full_context"]
@@ -113,8 +114,13 @@ class Memory:
 
 
 def propose(parent: str, source: str, seed: int, seeds: dict[str, str]):
-    ctx = OperatorContext(rng=random.Random(seed), seeds=seeds)
+    ctx = OperatorContext(rng=random.Random(seed), seeds=seeds, sandbox=SANDBOX[0])
     return StructuralOperator().propose([ParentView(id=parent, name=parent, source=source)], ctx)
+
+
+# Children here are cut from our own seeds (trusted): smoked inline, as a user asks with --sandbox inline.
+# That the run's sandbox is the one used is tested in tests/test_sandbox_validation.py.
+SANDBOX: list = [InlineBackend()]
 
 
 @pytest.mark.parametrize("parent", BASE)

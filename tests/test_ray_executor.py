@@ -254,6 +254,23 @@ def test_a_hung_sandbox_is_killed_at_its_deadline_and_the_others_finish(episodes
     assert wall < 90  # killed by the 10 s call deadline, not left running for the hour it asked for
 
 
+def test_forged_protocol_lines_fail_only_their_candidate_on_ray(episodes, ray_instance):
+    """Issue 10: a 100k-deep ``[[[[`` and a partial with ``"ms": "oops"`` written on the runner's own channel
+    are the candidate's ``protocol_error``; the Ray workers and the other job carry on."""
+    forge = (Path(__file__).parent / "hostile" / "forge_protocol.py").read_text()
+    cfg = EvalConfig(budget=20, limits=SessionLimits(call_timeout_s=20.0, episode_timeout_s=90.0))
+    ex = ray_executor(episodes, "process", config=cfg)
+    jobs = [EvalJob(mode, forge.replace("PARAMS = {}", f"PARAMS = {{'mode': {mode!r}}}", 1), {}, "tiny-0", "train")
+            for mode in ("deep", "ms_oops")] + seed_jobs("bm25", ["tiny-1"])
+    try:
+        out = {jr.job.program_id: jr for jr in ex.map(jobs)}
+    finally:
+        ex.close()
+    for mode in ("deep", "ms_oops"):
+        assert out[mode].result.failure is not None and out[mode].result.failure[0] == "protocol_error", mode
+    assert out["bm25"].result.failure is None and any(recall(out["bm25"]))
+
+
 def test_a_job_that_kills_every_worker_is_a_failed_candidate(episodes, ray_instance):
     suicidal = HUNG_HARNESS.replace("time.sleep(3600)", "os._exit(3)").replace("import time\n", "import os\n")
     ex = ray_executor(episodes, "inline", max_retries=0)  # the inline sandbox runs the harness in the worker

@@ -98,7 +98,7 @@ def test_environment_has_no_keys(backend, monkeypatch):
     assert secret not in raw["context"]
     assert "OPENAI_API_KEY" not in raw["env_names"]
     # LC_CTYPE: Python's own C-locale coercion (PEP 538) in a container started with no environment at all.
-    allowed = {"LC_CTYPE"} if backend.name == "docker" else {"PATH", "LANG", "HOME", "TMPDIR"}
+    allowed = {"LC_CTYPE"} if backend.name == "docker" else {"PATH", "LANG", "HOME", "TMPDIR", "PWD"}
     assert set(raw["env_names"]) <= allowed, raw["env_names"]
 
 

@@ -16,6 +16,8 @@ from mstar.harness.smoke import smoke_test
 from mstar.sandbox.inline import InlineBackend
 from mstar.toolkit import Toolkit
 
+INLINE = InlineBackend()  # trusted test programs (our seeds / hand-written cases): no sandbox needed
+
 SEEDS = ("mem0", "mem_alpha", "longmemeval_rag", "hipporag")
 
 
@@ -33,10 +35,10 @@ def test_seed_passes_the_validator(seed):
     if program.needs_llm:
         assert seed in ("mem0", "mem_alpha")
         with pytest.raises(CandidateFailure) as e:
-            smoke_test(program)
+            smoke_test(program, INLINE)
         assert e.value.reason == "needs_llm"
     else:
-        smoke_test(program)
+        smoke_test(program, INLINE)
 
 
 @pytest.mark.parametrize("seed", ("mem0", "mem_alpha"))
@@ -49,7 +51,7 @@ def test_llm_seed_smoke_run_with_mocked_llm_replies(seed):
         if "NEW FACT:" in p:
             return json.dumps({"operation": "ADD", "id": None, "text": "Ana has a grey cat called Miso"})
         return json.dumps({"operations": [{"op": "insert", "store": "semantic", "text": "Ana's cat is Miso"}]})
-    smoke_test(load_program(seed), toolkit=Toolkit(llm=llm))
+    smoke_test(load_program(seed), INLINE, toolkit=Toolkit(llm=llm))
 
 
 # --- longmemeval_rag: dates live only in event["time"] -----------------------------------------------

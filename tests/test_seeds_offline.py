@@ -15,7 +15,10 @@ from mstar.embedders import HashingEmbedder, LocalSentenceEmbedder, default_embe
 from mstar.harness.knobs import parse_knobs, resolve
 from mstar.harness.loader import load_program
 from mstar.harness.smoke import smoke_test
+from mstar.sandbox.inline import InlineBackend
 from mstar.toolkit import Toolkit
+
+INLINE = InlineBackend()  # trusted test programs (our seeds / hand-written cases): no sandbox needed
 
 SEEDS = ["dense", "hybrid", "session_hierarchy", "memorybank", "generative_agents", "amem"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +52,7 @@ def ask(mem, question, time="2024-06-01T12:00", budget=1024):
 def test_seed_passes_the_validator_offline(name):
     program = load_program(name)
     assert not program.needs_llm
-    smoke_test(program)
+    smoke_test(program, INLINE)
     doc = module(name).__doc__
     assert "Needs an LLM: no" in doc and "Simplifies" in doc
 

@@ -24,6 +24,8 @@ from mstar.scoring.aggregate import summarize
 from mstar.tasks.registry import get_task
 from mstar.toolkit import Toolkit
 
+INLINE = InlineBackend()  # trusted test programs (our seeds / hand-written cases): no sandbox needed
+
 ROOT = Path(__file__).resolve().parents[1]
 OPTS = {"episodes": 6, "events": 300}  # two test episodes (index 1 and 5), a few seconds per seed
 LLM_SEEDS = {"mem0", "mem_alpha"}
@@ -72,7 +74,7 @@ def docstring(name):
 def test_seed_passes_the_validator_and_states_its_synthetic_expectation(name):
     program = load_program(name)
     if not program.needs_llm:
-        smoke_test(program)
+        smoke_test(program, INLINE)
     assert "Expectation (synthetic" in docstring(name), f"{name}: docstring must state its synthetic expectation"
 
 

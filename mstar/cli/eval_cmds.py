@@ -70,6 +70,8 @@ def _start_backend(sandbox: str, program: Any, run_label: str) -> Future:
         name, warning = sandbox, ""
         if name == "auto":
             name, why = auto_choice()
+            if name == "none":
+                get_backend("auto")  # refuses in one line, with the fix
             warning = auto_warning(why) if name == "process" else ""
         # One harness: the sandbox started here serves every episode (reused), so no spares are kept.
         backend = get_backend(name, **({"spares": 0} if program is not None else {}))
@@ -304,22 +306,20 @@ def check_cmd(
     """Validate a harness: static checks (AST) and a smoke write/read. Exit 2 with the reason when it fails."""
     from rich.console import Console
 
-    from mstar.errors import CandidateFailure
+    from mstar.errors import HarnessError
     from mstar.harness.loader import load_program
-    from mstar.harness.smoke import smoke_test
+    from mstar.harness.validate import ValidationError, validate_program
     from mstar.sandbox.registry import get_backend
 
     program = load_program(harness)  # a bad file is reported first, not after a sandbox warning
-    backend = get_backend(sandbox)
+    backend = get_backend(sandbox, **({} if sandbox == "inline" else {"spares": 0}))
     try:
-        smoke_test(program, backend)
-        note = ""
-    except CandidateFailure as e:
-        if e.reason != "needs_llm":
-            raise
-        note = " (static checks only: it needs an LLM, pass --model to smoke-test it)"
+        checked = validate_program(program, backend)
+    except ValidationError as e:
+        raise HarnessError(program.path, f"{e.reason}: {e.detail}") from None
     finally:
         close = getattr(backend, "close", None)
         if close is not None:
             close()
+    note = " (static checks only: it needs an LLM, pass --model to smoke-test it)" if checked.needs_llm else ""
     Console().print(f"[green]ok[/] {program.path}: {len(program.knob_specs)} knobs{note}")

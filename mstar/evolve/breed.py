@@ -60,6 +60,8 @@ class Breeder:
     llm_for: Callable[[str], Callable[..., str] | None]
     # decided proposals by parent id, for the lineage log ("what was tried from here and how it went")
     tried: dict[str, list[ProposalRecord]] = field(default_factory=dict)
+    # The run's sandbox backend: operators smoke-test their children in it (mstar.harness.validate).
+    sandbox: Any = None
 
     # --- what an operator is shown ----------------------------------------------------------------
     def train_score(self, pid: str) -> float | None:
@@ -129,7 +131,7 @@ class Breeder:
             rng=random.Random(rng.getrandbits(64)), seeds=self.seeds, score_minibatch=self.score_minibatch,
             llm=self.llm_for(f"operator:{name}") if getattr(op, "needs_llm", False) else None,
             reference=self.view(ref_id, rng, island) if ref_id else None,
-            budget_tokens=cfg.budget, options=dict(cfg.operator_options))
+            budget_tokens=cfg.budget, options=dict(cfg.operator_options), sandbox=self.sandbox)
         prop = ProposalRecord(generation=generation, slot=slot, island=island, operator=name, parents=parents)
         try:
             child = op.propose(views, ctx)

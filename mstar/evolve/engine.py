@@ -137,10 +137,23 @@ class Engine:
         self.breeder = Breeder(cfg, usable, self._parts_bin(), self.programs, self.book, self.ids["train"],
                                self.screen_ids, self.population, self.archive, self.novelty, self._score_minibatch,
                                lambda purpose: self.ledger.fn(purpose) if self.ledger.available else None)
+        self.breeder.sandbox = self._child_sandbox()
         self.best_id: str | None = None
         self.behaviours: dict[tuple[float, float, int], str] = {}  # screen behaviour -> first program
         self.stale = 0
         self.view.update(run_id=cfg.run_id, task=cfg.task, metric=cfg.metric, islands=[0] * cfg.islands)
+
+    def _child_sandbox(self) -> Any:
+        """The backend the operators smoke-test children in: the same kind as the evaluations' (the
+        one --sandbox chose, resolved once), its own instance so breeding never waits on an evaluation."""
+        from mstar.sandbox.registry import auto_choice, get_backend
+
+        name = self.config.sandbox
+        if name == "auto":
+            name = auto_choice()[0]
+            if name == "none":
+                name = "auto"  # get_backend raises the one-line refusal
+        return get_backend(name, **({} if name == "inline" else {"spares": 1}))
 
     def _eval_config(self) -> EvalConfig:
         cfg = self.config
@@ -271,6 +284,9 @@ class Engine:
         finally:
             self.stopper.uninstall()
             self._executor.close()
+            close = getattr(self.breeder.sandbox, "close", None)
+            if close is not None:
+                close()
             self.store.set_state("wall_s", self.store.get_state("wall_s", 0.0) + (time.monotonic() - self.t0))
             self.store.close()
             self._lock.close()

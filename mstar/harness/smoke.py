@@ -1,7 +1,8 @@
 """The dynamic half of harness validation: a smoke ``write`` / ``manage`` / ``read`` / ``dump`` run.
 
-Runs on a tiny hand-made stream through a sandbox backend (inline by default), so a program that
-passes the static checks but cannot actually store and recall is caught before any scoring.
+Runs on a tiny hand-made stream through the sandbox backend it is given (there is no default: which
+sandbox runs candidate code is the caller's decision; ``mstar.harness.validate`` is the one caller in
+the product), so a program that passes the static checks but cannot store and recall is caught early.
 """
 
 from __future__ import annotations
@@ -21,20 +22,18 @@ SMOKE_EVENTS = [
 SMOKE_QUERY = {"id": "smoke", "question": "What is the name of Ana's cat?", "time": "2024-03-09T09:00", "budget": 256}
 
 
-def smoke_test(program: HarnessProgram, backend: SandboxBackend | None = None, toolkit: Toolkit | None = None) -> None:
+def smoke_test(program: HarnessProgram, backend: SandboxBackend, toolkit: Toolkit | None = None) -> None:
     """Raise ``HarnessError`` (reason prefixed ``smoke:``) when the program fails the smoke run.
 
     A program that needs an LLM and meets an offline toolkit raises ``CandidateFailure("needs_llm")``
     instead: that is not a defect of the program.
     """
     if backend is None:
-        from mstar.sandbox.inline import InlineBackend
-
-        backend = InlineBackend()
+        raise TypeError("smoke_test: a sandbox backend is required (mstar.harness.validate picks the run's)")
     toolkit = toolkit or Toolkit()
     session = None
     try:
-        session = backend.open(program, resolve(program.knob_specs), toolkit, SessionLimits(call_timeout_s=30))
+        session = backend.open(program, resolve(program.knob_specs), toolkit, SessionLimits(call_timeout_s=30, episode_timeout_s=90))
         session.write(SMOKE_EVENTS[:2])
         session.manage("session_end")
         session.write(SMOKE_EVENTS[2:])

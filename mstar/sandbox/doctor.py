@@ -46,15 +46,17 @@ def _image(client: object | None) -> Check:
     return Check("sandbox image", "missing", f"{tag} not built", BUILD_FIX)
 
 
-def _process() -> Check:
-    from mstar.sandbox.process import isolation
+def _process() -> list[Check]:
+    from mstar.sandbox.process import FULL, isolation, protections
 
     _, desc = isolation()
-    if desc.startswith("namespaces"):
-        return Check("process sandbox", "ok", desc)
-    return Check("process sandbox", "warn", desc,
-                 "install util-linux (unshare, setpriv); as non-root enable user namespaces "
-                 "(sysctl kernel.unprivileged_userns_clone=1)")
+    rows = [Check(f"  {name}", "ok" if on else "warn", ("" if on else "NOT active: ") + what)
+            for name, what, on in protections()]
+    if desc.startswith(FULL):
+        return [Check("process sandbox", "ok", desc), *rows]
+    return [Check("process sandbox", "warn", desc,
+                  "apt-get install bubblewrap util-linux; as non-root enable user namespaces "
+                  "(sysctl kernel.unprivileged_userns_clone=1)"), *rows]
 
 
 def _auto() -> Check:
@@ -63,7 +65,10 @@ def _auto() -> Check:
     name, why = auto_choice()
     if name == "docker":
         return Check("--sandbox auto", "ok", f"docker: {why}")
-    return Check("--sandbox auto", "warn", f"process: {why}", "build the image / start the engine (rows above)")
+    if name == "process":
+        return Check("--sandbox auto", "warn", f"process: {why}", "build the image / start the engine (rows above)")
+    return Check("--sandbox auto", "missing", f"refuses to run: {why}",
+                 "start Docker and `mstar sandbox build --local-base`, or apt-get install bubblewrap")
 
 
 def _data() -> Check:
@@ -103,7 +108,7 @@ def _model(model: str | None, api_base: str | None) -> Check:
 
 def run_checks(model: str | None = None, api_base: str | None = None) -> list[Check]:
     engine, client = _engine()
-    checks = [engine, _image(client), _process(), _auto(), _data(), _model(model, api_base)]
+    checks = [engine, _image(client), *_process(), _auto(), _data(), _model(model, api_base)]
     if client is not None:
         client.close()
     return checks

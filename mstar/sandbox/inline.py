@@ -16,11 +16,23 @@ from mstar.sandbox.base import SessionLimits
 from mstar.toolkit import Toolkit
 
 
-def _tb_tail(exc: BaseException, path: str, lines: int = 6) -> str:
-    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    text = "".join(tb).strip().splitlines()
-    # Keep the frames inside the harness and the error line: that is what a reader (or an LLM) needs.
-    return "\n".join(text[-lines:])
+def _tb_tail(exc: BaseException, path: str, frames: int = 4) -> str:
+    """The harness's own frames (file:line, code) and the exception: what a reader (or an LLM) can act
+    on; never mstar's frames (the runner in the sandboxes formats the same way)."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in tb if f.filename == path]
+    if own:
+        last = tb.index(own[-1])
+        own = own[-frames:] + [f for f in tb[last + 1 :] if "/mstar/" not in f.filename][-2:]
+    else:
+        own = [f for f in tb if "/mstar/" not in f.filename][-frames:]
+    lines = ["Traceback (harness frames):"]
+    for f in own:
+        lines.append(f'  File "{f.filename}", line {f.lineno}, in {f.name}')
+        if f.line:
+            lines.append(f"    {f.line.strip()}")
+    lines += [ln.rstrip() for ln in traceback.format_exception_only(type(exc), exc)][-3:]
+    return "\n".join(lines)
 
 
 class InlineSession:

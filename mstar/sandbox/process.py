@@ -1,17 +1,16 @@
 """The ``process`` backend: ``sandbox/runner.py`` as a subprocess, for machines without Docker.
 
-Isolation, strongest first, each used where the OS permits (probed once, warned about when missing):
-- namespaces via util-linux ``unshare``: a private network (no interfaces: no network at all), a private
-  PID space (when the runner dies the kernel kills everything it started) with its own /proc (host
-  processes and their environments are invisible), and a private mount table in which every mount is
-  remounted read-only and the working directory is a size-limited tmpfs. Non-root users get the same
-  through a user namespace (``--user --map-root-user``) where the kernel allows one.
-- ``setpriv``: every capability dropped and no-new-privileges, so even as root the runner is unprivileged.
-- a cgroup (pids, memory) where we may make one (root): the kernel exempts root from RLIMIT_NPROC.
-- rlimits: address space (memory), processes (per user), CPU seconds, file size, open files, no core.
-- an environment with nothing of the host's in it, a fresh temp dir as cwd and HOME, a new session whose
-  process group is killed in ``close()``.
-The container backend is stronger (cgroups for memory / pids / CPU); use it where an engine answers.
+Isolation, strongest first (probed once; ``mstar doctor`` lists what is active):
+- ``bwrap`` (bubblewrap, see ``mstar/sandbox/bwrap.py``): a mount namespace showing only the interpreter,
+  the allow-listed packages and the runner, read-only, plus a private tmpfs /tmp; no host file or socket;
+  new network / pid / ipc namespaces; an unprivileged uid with no capabilities; an empty environment.
+  This is the only level ``--sandbox auto`` accepts.
+- fallback without bwrap: util-linux ``unshare`` (network, pid and mount namespaces with every mount
+  remounted read-only) and ``setpriv`` (capabilities dropped). The host's files stay *readable*, the uid
+  is the host's: a weak sandbox, used only when asked for by name, with a warning naming what is missing.
+Always: a cgroup (pids, memory, and a CPU quota for the whole process tree) where we may make one;
+rlimits (address space, processes, CPU seconds, file size, open files, no core); a new session whose
+process group is killed in ``close()``.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mstar.errors import CandidateFailure
-from mstar.sandbox import cgroup
+from mstar.sandbox import bwrap, cgroup
 from mstar.sandbox.base import SessionLimits
 from mstar.sandbox.cgroup import Cgroup
 from mstar.sandbox.channel import Conn, LineBuffer, Tail
@@ -67,9 +66,42 @@ def _ns_prefix(unshare: str) -> list[str]:
     return args + ["--", "sh", "-c", _MOUNT_SETUP, "mstar-sandbox"]
 
 
+FULL = "bwrap"
+
+
+def protections() -> list[tuple[str, str, bool]]:
+    """(protection, what it means, active) for ``mstar doctor``: what the process sandbox gives here."""
+    _, desc = isolation()
+    full = desc.startswith(FULL)
+    ns = full or desc.startswith("namespaces")
+    cg = cgroup.create(SessionLimits())
+    ctrls = cgroup.controllers(cg)
+    if cg is not None:
+        cg.remove(0)
+    return [("files", "only the interpreter, the allow-list and the runner (read-only) + a private /tmp", full),
+            ("sockets", "own network namespace, no socket files: no network, no Docker / Ray / X11", full),
+            ("processes", "own pid namespace: host processes and their environments invisible", ns),
+            ("uid", f"unprivileged uid {bwrap.SANDBOX_UID}, no capabilities", full),
+            ("environment", "empty", True),
+            ("pids", "cgroup pids limit (fork bombs)", "pids" in ctrls),
+            ("memory", "cgroup memory limit", "memory" in ctrls),
+            ("cpu", "cgroup CPU quota for the whole process tree", "cpu" in ctrls),
+            ("rlimits", "memory, CPU seconds, files, processes", True)]
+
+
+def missing_for_full() -> str | None:
+    """None when the full (bwrap) process sandbox runs here; else what is missing and how to fix it."""
+    why = bwrap.probe()
+    return None if why is None else f"{why}; fix: apt-get install bubblewrap (and allow user namespaces as non-root)"
+
+
 @lru_cache(maxsize=1)
 def isolation() -> tuple[tuple[str, ...], str]:
-    """(command prefix, description) of the strongest isolation this machine permits; probed once."""
+    """(command prefix, description) of the strongest isolation this machine permits; probed once.
+    With bwrap the prefix is empty: ``ProcessBackend.command`` builds the whole argv (bwrap.command)."""
+    if bwrap.probe() is None:
+        return (), FULL + ": own mount namespace (interpreter + allow-list only), no network, own pid namespace, " \
+                          f"uid {bwrap.SANDBOX_UID}, no capabilities" + _cg_note()
     unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
     drop = [setpriv, "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--"] if setpriv else []
     notes = []
@@ -78,7 +110,8 @@ def isolation() -> tuple[tuple[str, ...], str]:
         with tempfile.TemporaryDirectory(prefix="mstar-probe-") as d:
             probe = subprocess.run([*prefix, "true"], cwd=d, env=_env(d), capture_output=True, timeout=30)
         if probe.returncode == 0:
-            return tuple(prefix), "namespaces (net, pid, mount: read-only root) + dropped capabilities" + _cg_note()
+            return tuple(prefix), ("namespaces (net, pid, mount: read-only root, host files READABLE) + dropped "
+                                   "capabilities" + _cg_note() + f"; {bwrap.probe()}")
         notes.append(f"unshare not permitted ({probe.stderr.decode(errors='replace').strip()[:200]})")
     else:
         notes.append("unshare not found (util-linux)")
@@ -91,14 +124,15 @@ def _cg_note() -> str:
     cg = cgroup.create(SessionLimits())
     if cg is None:
         return "" if os.geteuid() != 0 else " (no cgroup: a fork bomb is bounded only by the deadline)"
+    names = cgroup.controllers(cg)
     cg.remove(0)
-    return " + cgroup (pids, memory)"
+    return f" + cgroup ({', '.join(names)})"
 
 
 def warn_if_weak() -> None:
-    prefix, desc = isolation()
-    if not desc.startswith("namespaces"):
-        print(f"[mstar] warning: process sandbox without network/filesystem isolation: {desc}", file=sys.stderr)
+    _, desc = isolation()
+    if not desc.startswith(FULL):
+        print(f"[mstar] warning: weak process sandbox (host files readable, host uid): {desc}", file=sys.stderr)
 
 
 def _env(cwd: str) -> dict[str, str]:
@@ -143,12 +177,22 @@ def _limiter(limits: SessionLimits, nproc: int, nice: int = 0, cg: Cgroup | None
     return apply
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
 class ProcessTransport:
-    def __init__(self, argv: list[str], cwd: str, limits: SessionLimits, spare: bool = False):
+    def __init__(self, argv: list[str], cwd: str, limits: SessionLimits, spare: bool = False, full: bool = False):
         self.cwd = cwd
         self.niced = spare and SPARE_NICE > 0 and os.geteuid() == 0
         self.stderr = Tail()
-        nproc = _uid_tasks(os.getuid()) + limits.pids + 8  # +8: unshare, sh, setpriv on the way in
+        # RLIMIT_NPROC counts the runner's uid machine-wide: under bwrap as root that is the sandbox uid.
+        uid = bwrap.SANDBOX_UID if full and os.geteuid() == 0 else os.getuid()
+        nproc = _uid_tasks(uid) + limits.pids + 8  # +8: unshare, sh, setpriv on the way in
         self.cg = cgroup.create(limits)  # root is exempt from RLIMIT_NPROC: a pids cgroup bounds it
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      cwd=cwd, env=_env(cwd), start_new_session=True, bufsize=0, close_fds=True,
@@ -169,7 +213,7 @@ class ProcessTransport:
         """CPU seconds of the busiest process on the chain unshare -> (sh ->) python (each has one child)."""
         tick = os.sysconf("SC_CLK_TCK")
         pid, most = self.proc.pid, None
-        for _ in range(4):
+        for _ in range(6):  # bwrap, its pid-1 child, (setpriv ->) python
             try:
                 with open(f"/proc/{pid}/stat", "rb") as f:
                     fields = f.read().rsplit(b")", 1)[1].split()
@@ -223,6 +267,14 @@ class ProcessTransport:
         if self._killed:
             return
         self._killed = True
+        # The runner may have left our process group (setsid): kill what no group reaches first. The
+        # children of the process we started (bwrap's pid-namespace init, or unshare's child): when a
+        # namespace's init dies the kernel kills everything in it. Then every process of the cgroup.
+        for pid in [*_children(self.proc.pid), *(self.cg.pids() if self.cg is not None else [])]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -252,17 +304,19 @@ class ProcessBackend(PooledBackend):
             warn_if_weak()
 
     def command(self, preload: str = "") -> list[str]:
-        prefix, _ = isolation()
-        argv = [*prefix, sys.executable, "-I", "-B", str(runner_path())]
-        if not self.guard:
-            argv.append("--no-guard")
-        return [*argv, "--preload", preload] if preload else argv
+        prefix, desc = isolation()
+        extra = [] if self.guard else ["--no-guard"]
+        if preload:
+            extra += ["--preload", preload]
+        if desc.startswith(FULL):
+            return bwrap.command(str(runner_path()), TMP_MB, extra)
+        return [*prefix, sys.executable, "-I", "-B", str(runner_path()), *extra]
 
     def _start(self, limits: SessionLimits, labels: dict[str, str], preload: str, spare: bool) -> ProcessTransport:
         cwd = tempfile.mkdtemp(prefix="mstar-proc-")
         os.chmod(cwd, 0o755)
         try:
-            return ProcessTransport(self.command(preload), cwd, limits, spare)
+            return ProcessTransport(self.command(preload), cwd, limits, spare, isolation()[1].startswith(FULL))
         except OSError as e:
             shutil.rmtree(cwd, ignore_errors=True)
             raise CandidateFailure("sandbox_error", f"cannot start the runner: {e}") from None

@@ -1,5 +1,10 @@
-"""``--sandbox`` name -> backend. ``auto`` picks docker when an engine answers and the image is present,
-else process (with a warning on stderr)."""
+"""``--sandbox`` name -> backend.
+
+``auto`` picks docker when an engine answers and the image is present, else the process sandbox *only*
+when its full isolation (bubblewrap) works here, with a warning on stderr naming why docker was not used.
+It never falls back to anything weaker: with neither, it refuses with one line saying what to fix.
+``--sandbox process`` by name runs even without bubblewrap, warning what is missing; ``inline`` (no
+isolation at all) runs only when asked for by name."""
 
 from __future__ import annotations
 
@@ -10,15 +15,15 @@ from mstar.errors import UsageError
 BACKENDS = ("auto", "docker", "process", "inline")
 
 
-def auto_choice() -> tuple[str, str]:
-    """(backend name, why): what ``--sandbox auto`` picks on this machine."""
+def _docker_choice() -> str | None:
+    """None when the docker backend can run here; else why not."""
     from mstar.sandbox.docker_backend import docker_client
     from mstar.sandbox.image import image_tag
 
     try:
         client = docker_client(timeout=3.0)
     except Exception as e:  # noqa: BLE001 - any failure means no usable engine
-        return "process", f"no Docker engine answers ({type(e).__name__})"
+        return f"no Docker engine answers ({type(e).__name__})"
     try:
         import docker
 
@@ -26,8 +31,8 @@ def auto_choice() -> tuple[str, str]:
         try:
             client.images.get(tag)
         except docker.errors.ImageNotFound:
-            return "process", f"the sandbox image {tag} is missing (mstar sandbox build)"
-        return "docker", f"engine answers and {tag} is present"
+            return f"the sandbox image {tag} is missing (mstar sandbox build)"
+        return None
     finally:
         client.close()
 
@@ -36,16 +41,32 @@ def auto_warning(why: str) -> str:
     """The one line ``--sandbox auto`` prints when it falls back to the process sandbox, with the fix."""
     fix = ("start a Docker engine (sudo dockerd >/tmp/dockerd.log 2>&1 &), then mstar sandbox build --local-base"
            if "engine" in why else "mstar sandbox build --local-base (or --base python:3.11-slim where you can pull)")
-    return (f"[mstar] warning: --sandbox auto: using the process sandbox (weaker than docker): {why}. "
+    return (f"[mstar] warning: --sandbox auto: using the process sandbox (bubblewrap; weaker than docker): {why}. "
             f"Fix: {fix}; `mstar doctor` checks it. Pass --sandbox process to choose it without this warning.")
 
 
-def get_backend(name: str = "inline", **options):
+def auto_choice() -> tuple[str, str]:
+    """(backend name, why): what ``--sandbox auto`` picks on this machine; ``none`` when it must refuse."""
+    from mstar.sandbox.process import missing_for_full
+
+    no_docker = _docker_choice()
+    if no_docker is None:
+        return "docker", "engine answers and the sandbox image is present"
+    no_bwrap = missing_for_full()
+    if no_bwrap is None:
+        return "process", f"{no_docker}; bubblewrap works"
+    return "none", f"{no_docker}, and {no_bwrap}"
+
+
+def get_backend(name: str, **options):
     """A backend by name; ``options`` go to its constructor (e.g. ``guard=False``, ``image=...``)."""
     if name not in BACKENDS:
         raise UsageError(f"--sandbox: unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
     if name == "auto":
         name, why = auto_choice()
+        if name == "none":
+            raise UsageError(f"--sandbox auto: no sandbox with full isolation here: {why} "
+                             "(or pass --sandbox process to accept a weaker one)")
         if name == "process":
             print(auto_warning(why), file=sys.stderr)
     if name == "inline":

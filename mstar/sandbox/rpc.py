@@ -6,7 +6,8 @@ mapping of every way a runner can misbehave to a ``CandidateFailure`` with a spe
 
 - ``timeout``        no reply before the call's deadline (or the episode's)
 - ``output_flood``   a reply line over ``SessionLimits.max_reply_bytes``
-- ``protocol_error`` a line on the protocol channel that is not the expected JSON reply
+- ``protocol_error`` a line on the protocol channel that is not a well-formed message of the expected
+                     shape (``wire.py``: depth, JSON, the type of every field), or a reply out of turn
 - ``oom`` / ``crash``  the runner died (the transport tells which from the exit status)
 - whatever the runner reported: ``load_error``, ``crash``, ``needs_llm``, ``oom``, ``bad_output``,
   ``forbidden`` (the runner's guard caught a process / network / native / write attempt),
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 
 from mstar.errors import BudgetExceeded, CandidateFailure, InfrastructureError, LLMUnavailable
 from mstar.harness.loader import HarnessProgram
+from mstar.sandbox import wire
 from mstar.sandbox.base import SessionLimits
 from mstar.sandbox.channel import EOF, FLOOD, Conn, Tail
 from mstar.toolkit import Toolkit
@@ -50,7 +52,8 @@ class Transport(Protocol):
 
 
 def _json_safe_kw(kw: Any) -> dict[str, Any]:
-    return kw if isinstance(kw, dict) else {}
+    # Keyword names become Python keywords on the host: str keys only (the broker allow-lists them).
+    return {k: v for k, v in kw.items() if isinstance(k, str)} if isinstance(kw, dict) else {}
 
 
 class RpcSession:
@@ -62,6 +65,7 @@ class RpcSession:
         self.limits = limits
         self.program = program
         self._n = 0
+        self._said_unavailable = False  # the host answered a model call "unavailable": needs_llm is genuine
         self._dead: CandidateFailure | None = None
         self._closed = False
         self._episode_end = time.monotonic() + limits.episode_timeout_s
@@ -76,17 +80,14 @@ class RpcSession:
 
     # --- HarnessSession ---------------------------------------------------------------------------
     def write(self, events: list[dict[str, Any]]) -> list[float]:
-        ms = self._call("write", {"events": events})
-        if not isinstance(ms, list) or len(ms) != len(events):
-            raise self._fail("protocol_error", "write: the runner's reply does not match the batch")
-        return [float(x) for x in ms]
+        return [float(x) for x in self._call("write", {"events": events}, n=len(events))]
 
     def manage(self, phase: str) -> float:
-        return float(self._call("manage", {"phase": phase}) or 0.0)
+        return float(self._call("manage", {"phase": phase}))
 
     def read(self, query: dict[str, Any]) -> tuple[Any, float]:
         res = self._call("read", {"query": query})
-        return res.get("value"), float(res.get("ms", 0.0))
+        return res["value"], float(res["ms"])
 
     def read_many(self, queries: list[dict[str, Any]]) -> list[tuple[Any, float]]:
         """``read`` for each query, in order, in one round trip; each result is judged like a single read.
@@ -96,17 +97,21 @@ class RpcSession:
         """
         out: list[tuple[Any, float]] = []
         try:
-            n = self._call("read_many", {"queries": queries},
-                           on_partial=lambda r: out.append((r.get("value"), float(r.get("ms", 0.0)))))
+            def take(r: dict[str, Any]) -> None:
+                if len(out) >= len(queries):  # more results than queries: never buffered without bound
+                    raise wire.ProtocolViolation("read_many: more partial results than queries")
+                out.append((r["value"], float(r["ms"])))
+
+            self._call("read_many", {"queries": queries}, n=len(queries), on_partial=take)
         except CandidateFailure as e:
             e.partial = out
             raise
-        if not isinstance(n, dict) or n.get("n") != len(queries) or len(out) != len(queries):
+        if len(out) != len(queries):
             raise self._fail("protocol_error", "read_many: the runner's replies do not match the queries")
         return out
 
     def dump(self) -> list[dict[str, Any]] | None:
-        return self._call("dump", {}).get("value")
+        return self._call("dump", {})["value"]
 
     def release(self) -> None:
         """The episode ended cleanly: hand the runner back for the next session of the same program
@@ -142,7 +147,8 @@ class RpcSession:
         self.t.kill()
         return self._dead
 
-    def _call(self, method: str, params: dict[str, Any], on_partial: Callable[[Any], None] | None = None) -> Any:
+    def _call(self, method: str, params: dict[str, Any], on_partial: Callable[[Any], None] | None = None,
+              n: int = 0) -> Any:
         if self._dead is not None:
             raise CandidateFailure(self._dead.reason, self._dead.detail)
         if self._closed:
@@ -162,30 +168,43 @@ class RpcSession:
             raise self._fail("timeout", f"{method}: the sandbox stopped reading (deadline {self._limit_s(deadline, start):.0f}s)") from None
         except OSError:
             raise self._eof(method) from None
+        try:
+            return self._replies(method, rid, deadline, start, on_partial, n)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as e:
+            # A safety net under wire.py: no byte from the sandbox may raise out of here as a host error.
+            what = str(e) if isinstance(e, wire.ProtocolViolation) else f"malformed message ({type(e).__name__})"
+            raise self._fail("protocol_error", f"{method}: {what}") from None
+
+    def _replies(self, method: str, rid: int, deadline: float, start: float,
+                 on_partial: Callable[[Any], None] | None, n: int) -> Any:
         while True:
             msg = self._next(method, deadline, start)
-            mid = msg.get("id")
-            if "method" in msg and isinstance(mid, str):
+            mid = msg["id"]
+            if "method" in msg:
                 t0 = time.monotonic()
-                self._serve(mid, msg.get("method"), msg.get("params") or {}, deadline)
+                self._serve(mid, msg["method"], msg["params"], deadline)
                 spent = time.monotonic() - t0
                 deadline += spent  # model calls are the host's time, not the candidate's
                 self._episode_end += spent
                 continue
             if mid != rid:
                 raise self._fail("protocol_error", f"{method}: reply for id {mid!r}, expected {rid}")
-            if "partial" in msg and on_partial is not None:
-                on_partial(msg["partial"] if isinstance(msg["partial"], dict) else {})
+            if "partial" in msg:
+                if on_partial is None:
+                    raise self._fail("protocol_error", f"{method}: a partial result to a call that streams none")
+                on_partial(msg["partial"])
                 start = time.monotonic()  # each streamed read gets the per-call deadline
                 deadline = min(start + self.limits.call_timeout_s, self._episode_end)
                 continue
             if "error" in msg:
-                err = msg["error"] if isinstance(msg["error"], dict) else {}
-                reason = str(err.get("reason") or "crash")[:40]
-                raise self._fail(reason, str(err.get("detail", ""))[:8000])
-            if "result" not in msg:
-                raise self._fail("protocol_error", f"{method}: reply without result or error")
-            return msg["result"]
+                reason, detail = msg["error"]["reason"], msg["error"]["detail"]
+                if reason == "needs_llm" and self.toolkit.has_llm and not self._said_unavailable:
+                    raise self._fail("protocol_error", f"{method}: needs_llm reported while the model was available")
+                raise self._fail(reason, detail[:8000])
+            try:
+                return wire.check_result(method, msg["result"], n)
+            except wire.ProtocolViolation as e:
+                raise self._fail("protocol_error", str(e)) from None
 
     def _limit_s(self, deadline: float, start: float) -> float:
         return max(0.0, deadline - start)
@@ -201,12 +220,9 @@ class RpcSession:
         if item is EOF:
             raise self._eof(method)
         try:
-            msg = json.loads(item)
-        except (ValueError, UnicodeDecodeError):
-            raise self._fail("protocol_error", f"{method}: junk on the protocol channel: {item[:120]!r}") from None
-        if not isinstance(msg, dict):
-            raise self._fail("protocol_error", f"{method}: junk on the protocol channel: {item[:120]!r}")
-        return msg
+            return wire.parse(item)  # type: ignore[arg-type]
+        except wire.ProtocolViolation as e:
+            raise self._fail("protocol_error", f"{method}: {e}") from None
 
     def _eof(self, method: str) -> CandidateFailure:
         why = self.t.exit_reason(2.0)
@@ -243,6 +259,7 @@ class RpcSession:
             self.t.kill()
             raise
         except LLMUnavailable as e:
+            self._said_unavailable = True
             reply = {"id": cid, "error": {"kind": "unavailable", "message": str(e)}}
         except Exception as e:  # noqa: BLE001 - any broker failure is reported to the harness, which may cope
             reply = {"id": cid, "error": {"kind": "error", "message": f"{type(e).__name__}: {str(e)[:500]}"}}

@@ -93,6 +93,9 @@ class OperatorContext(BaseModel):
     reference: ParentView | None = None
     budget_tokens: int = 1024
     options: dict[str, Any] = Field(default_factory=dict)
+    # The run's sandbox backend (the one --sandbox chose): every child's smoke run goes through it
+    # (mstar.harness.validate). None outside a run: the validator then uses the process sandbox.
+    sandbox: Any = None
 
 
 class Operator(Protocol):

@@ -15,7 +15,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mstar.errors import CandidateFailure, HarnessError
 from mstar.evolve.operators.base import OperatorContext, OperatorFailed, ParentView
 from mstar.evolve.operators.patch import PatchError, apply_reply
 
@@ -62,34 +61,28 @@ class ChildCheckError(Exception):
 
 
 def check_child(source: str, smoke_backend: Any = None) -> None:
-    """Compile, validate and smoke-run a child; raise ``ChildCheckError`` with a reason tag."""
-    from mstar.harness.loader import from_source
-    from mstar.harness.smoke import smoke_test
+    """Compile, validate and smoke-run a child (``mstar.harness.validate``, in ``smoke_backend``);
+    raise ``ChildCheckError`` with a reason tag. A child that stops at its first model call cannot be
+    smoke-run without spending the run's model on it: the engine decides whether this run can evaluate
+    it (breed.admit: needs_llm)."""
+    from mstar.harness.validate import ValidationError, validate_source
 
     try:
-        compile(source, "<child>", "exec")
-    except SyntaxError as e:
-        raise ChildCheckError("syntax_error", f"line {e.lineno}: {e.msg}: {(e.text or '').strip()!r}") from None
-    try:
-        program = from_source(source, name="child")
-    except HarnessError as e:
-        raise ChildCheckError("contract", str(e)) from None
-    try:
-        smoke_test(program, smoke_backend)
-    except CandidateFailure as e:
-        if e.reason != "needs_llm":
-            raise ChildCheckError("smoke", str(e)) from None
-        # A child that calls toolkit.llm cannot be smoke-run without spending the run's model on it;
-        # the engine decides whether this run can evaluate it (breed.admit: needs_llm).
-    except HarnessError as e:
-        raise ChildCheckError("smoke", e.reason) from None
+        validate_source(source, smoke_backend, name="child")
+    except ValidationError as e:
+        raise ChildCheckError(e.reason, e.detail) from None
 
 
-def smoke_backend_for(ctx: OperatorContext) -> Any:
-    """A model wrote the child: smoke it in the process sandbox unless the run says otherwise."""
-    from mstar.sandbox.registry import get_backend
+def smoke_backend_for(ctx: OperatorContext) -> tuple[Any, bool]:
+    """The run's sandbox (``ctx.sandbox``). ``--op-opt smoke_sandbox=NAME`` overrides it only when the
+    user names one (``inline`` included: asked for, so allowed); with neither, the validator's default
+    (the process sandbox). Returns (backend, owned): an owned one is the caller's to close."""
+    name = ctx.options.get("smoke_sandbox")
+    if name:
+        from mstar.sandbox.registry import get_backend
 
-    return get_backend(str(ctx.options.get("smoke_sandbox", "process")))
+        return get_backend(str(name), **({} if name == "inline" else {"spares": 0})), True
+    return ctx.sandbox, False
 
 
 class LoopResult(BaseModel):
@@ -107,12 +100,24 @@ def propose_with_fixes(llm: Callable[..., str], messages: list[dict[str, str]], 
     kw: dict[str, Any] = {}
     if "temperature" in ctx.options:
         kw["temperature"] = float(ctx.options["temperature"])
+    owned = None
     if check is None:
-        backend = smoke_backend_for(ctx)
+        backend, own = smoke_backend_for(ctx)
+        owned = backend if own else None
 
         def check(src: str) -> None:
             check_child(src, backend)
 
+    try:
+        return _loop(llm, messages, base_source, originals, tries, kw, check)
+    finally:
+        close = getattr(owned, "close", None)
+        if close is not None:
+            close()
+
+
+def _loop(llm: Callable[..., str], messages: list[dict[str, str]], base_source: str, originals: list[str],
+          tries: int, kw: dict[str, Any], check: Callable[[str], None]) -> LoopResult:
     messages = list(messages)
     base = base_source
     reason, detail = "no_reply", ""

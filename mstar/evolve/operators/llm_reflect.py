@@ -7,7 +7,7 @@ smoke-run; errors go back to the model, up to three calls in total (``llm_loop``
 
 Options (``ctx.options``): ``reflect_failures`` (failed probes shown, default 8),
 ``reference_chars`` (how much of the reference source, default 6000), ``llm_tries`` (default 3),
-``temperature``, ``smoke_sandbox`` (default ``process``).
+``temperature``, ``smoke_sandbox`` (default: the run's ``--sandbox``).
 """
 
 from __future__ import annotations

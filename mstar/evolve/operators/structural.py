@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from mstar.errors import InfrastructureError
 from mstar.evolve.operators.base import OperatorContext, OperatorFailed, ParentView, Proposal
@@ -257,22 +258,16 @@ def _drop_unused_knobs(source: str) -> str:
     return rewrite_knobs(source, keep=[k for k in Program.parse(source).knobs() if k not in dead], add={})
 
 
-def validate(source: str) -> None:
-    """The harness validator: static checks, then the smoke run (raises on any defect)."""
-    from mstar.errors import CandidateFailure
-    from mstar.harness.loader import from_source
-    from mstar.harness.smoke import smoke_test
+def validate(source: str, sandbox: Any = None) -> None:
+    """The harness validator (static checks, then the smoke run in ``sandbox``, the run's backend);
+    raises on any defect."""
+    from mstar.harness.validate import validate_source
 
-    program = from_source(source, name="structural-child")
-    try:
-        smoke_test(program)
-    except CandidateFailure as e:
-        # An LLM program cannot be smoke-run offline, which is no defect of it (smoke.py); a program
-        # that does not declare NEEDS_LLM but now calls the model (moved code did) is one.
-        if e.reason != "needs_llm":
-            raise
-        if not program.needs_llm:
-            raise MoveError(f"the child calls toolkit.llm but does not declare NEEDS_LLM ({e})") from None
+    checked = validate_source(source, sandbox, name="structural-child")
+    # An LLM program cannot be smoke-run offline, which is no defect of it; a program that does not
+    # declare NEEDS_LLM but now calls the model (moved code did) is one.
+    if checked.needs_llm and not checked.program.needs_llm:
+        raise MoveError("the child calls toolkit.llm but does not declare NEEDS_LLM")
 
 
 def order_moves(moves: list[Move], guidance: Guidance | None, rng) -> list[Move]:
@@ -353,7 +348,7 @@ class StructuralOperator:
                         note += more
                 if ast.dump(ast.parse(child)) == ast.dump(prog.tree):
                     raise MoveError("no change")
-                validate(child)
+                validate(child, ctx.sandbox)
             except InfrastructureError:
                 raise  # the sandbox's engine went away: not a broken move (the run stops, resumable)
             except Exception as e:  # a broken move is dropped; Interrupted is a BaseException and passes

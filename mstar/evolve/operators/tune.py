@@ -89,6 +89,13 @@ class TuneOperator:
             raise OperatorFailed("no_gain", f"best of {n_trials} trials {best_score:.4f} does not beat "
                                             f"the parent's {baseline:.4f} on the minibatch")
         source = set_knob_defaults(parent.source, best_values)
+        # The same validator as every other operator's children, in the run's sandbox.
+        from mstar.harness.validate import ValidationError, validate_source
+
+        try:
+            validate_source(source, ctx.sandbox, name="tune-child")
+        except ValidationError as e:
+            raise OperatorFailed(f"invalid_child_{e.reason}", e.detail[:1000]) from None
         first = trials[0][0]
         changed = [f"{k} {_fmt(first[k])}->{_fmt(v)}" for k, v in best_values.items() if v != first[k]]
         note = (f"tune: {', '.join(changed)} (minibatch {baseline:.4f} -> {best_score:.4f}, "
