@@ -42,6 +42,10 @@ class CandidateFailure(MstarError):
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
+    def __reduce__(self) -> tuple:
+        # Pickled as (reason, detail), not as the message: it crosses Ray (a quota the broker actor enforces).
+        return (type(self), (self.reason, self.detail))
+
 
 class LLMUnavailable(MstarError):
     """The harness asked for an LLM but the run has no model (offline run). Never faked."""
@@ -53,3 +57,9 @@ class BudgetExceeded(MstarError):
 
 class UsageError(MstarError):
     """A command-line flag or argument that cannot be used."""
+
+
+class LLMError(MstarError):
+    """A model call failed for good (after the broker's retries, or an error retrying cannot fix: the
+    server is down, the prompt overflows the context window ...). A harness may catch it as
+    ``toolkit.LLMError``; anywhere else it fails the probe or the candidate it belongs to, never the run."""

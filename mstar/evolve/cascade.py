@@ -77,8 +77,9 @@ class Evaluator:
     def _record(self, jr: JobResult) -> None:
         job, res = jr.job, jr.result
         diags = diagnose(self.episodes[job.episode_id], res, self.budget) if res.failure is None else {}
-        agg, summary, rows = digest(res, self.book.metric, diags, jr.llm_cost)
-        self.store.add_episode(job.program_id, job.split, job.episode_id, summary, rows, jr.llm_cost)
+        agg, summary, rows = digest(res, self.book.metric, diags, jr.llm_cost, jr.llm_tokens)
+        self.store.add_episode(job.program_id, job.split, job.episode_id, summary, rows, jr.llm_cost,
+                               llm_tokens=jr.llm_tokens)
         self.book.put(job.program_id, job.split, job.episode_id, agg)
         self.evaluations += 1
         if self.on_result:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from mstar.errors import UsageError
+from mstar.llm_limits import LLMLimits
 from mstar.scoring.aggregate import QUALITY_METRICS
 
 # The offline default: no key, no LLM. With --model the reflective operators join.
@@ -25,7 +26,7 @@ LLM_MIX = {"llm_reflect": 0.4, "structural": 0.25, "tune": 0.2, "llm_crossover":
 EMBEDDERS = ("auto", "hashing", "local")
 
 # Options a resumed run may change (how long to go on, how to show it), nothing that changes the search.
-RESUME_OVERRIDABLE = frozenset({"generations", "max_evals", "max_minutes", "budget_usd", "patience"})
+RESUME_OVERRIDABLE = frozenset({"generations", "max_evals", "max_minutes", "budget_usd", "budget_tokens", "patience"})
 
 
 class StopConfig(BaseModel):
@@ -34,6 +35,9 @@ class StopConfig(BaseModel):
     # Per invocation: resuming a run stopped by the clock gives it another --max-minutes.
     max_minutes: float | None = Field(None, gt=0)
     budget_usd: float | None = Field(None, ge=0)
+    # Hard, like budget_usd, in tokens (prompt + completion, every purpose): the budget that binds when
+    # the model is local and every call costs $0.
+    budget_tokens: int | None = Field(None, ge=1)
     patience: int | None = Field(None, ge=1)  # generations without a better train score
 
 
@@ -71,6 +75,9 @@ class EvolveConfig(BaseModel):
     ray_address: str | None = None  # join this Ray cluster (else $RAY_ADDRESS, else start a local one)
     model: str | None = None
     api_base: str | None = None
+    # What a model call, a candidate and an episode may cost (max_tokens per purpose, prompt size, a
+    # candidate's share of the budget, embed quotas, the call timeout): mstar/llm_limits.py.
+    llm: LLMLimits = Field(default_factory=LLMLimits)
     # The run's embedder (``toolkit.embed``), chosen once: "auto" is settled to "hashing" or "local" when
     # the run starts and saved so, so every evaluation of the run, inline or on any Ray worker, and of a
     # resumed run, uses the same one. See ``settle_embedder``.

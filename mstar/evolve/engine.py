@@ -46,7 +46,6 @@ from mstar.toolkit import Toolkit
 
 # Missed probes are read again at 4x the budget to tell "cut by the budget" from "not retrieved".
 DIAGNOSE_FACTOR = 4
-OPERATOR_TIMEOUT_S = 120.0  # a whole program rewritten by the model takes a while to generate
 
 
 class Engine:
@@ -75,7 +74,7 @@ class Engine:
         if not self.splits["train"]:
             raise UsageError(f"--task {cfg.task}: the train split is empty; evolution needs train episodes")
         backend = self._llm_backend or (
-            LiteLLMBackend(cfg.model, cfg.api_base, timeout_s=OPERATOR_TIMEOUT_S) if cfg.model else None)
+            LiteLLMBackend(cfg.model, cfg.api_base, timeout_s=cfg.llm.timeout_s) if cfg.model else None)
         self._has_llm = backend is not None
         if cfg.metric in LLM_METRICS and not self._has_llm:
             raise UsageError(f"--metric {cfg.metric}: needs the answer step, i.e. an LLM (pass --model)")
@@ -105,10 +104,12 @@ class Engine:
         episodes = {e.id: e for eps in self.splits.values() for e in eps}
         self.screen_ids, self.minibatch_ids = choose_episodes(self.ids["train"], cfg.seed, cfg.screen_episodes,
                                                               cfg.minibatch_episodes)
-        self.ledger = Ledger(self.store, backend, cfg.model or "", cfg.stops.budget_usd)
+        self.ledger = Ledger(self.store, backend, cfg.model or "", cfg.stops.budget_usd, cfg.stops.budget_tokens,
+                             cfg.llm, cfg.run_id)
         embedder = default_embedder(prefer=cfg.embedder)  # the Ray executor rebuilds it by name in each worker
         toolkit = Toolkit(llm=self.ledger.fn("harness") if self.ledger.available else None, embed=embedder,
-                          embedder_name=embedder.name)
+                          embedder_name=embedder.name, route=self.ledger.route if self.ledger.available else None,
+                          limits=cfg.llm)
         if self._executor is None:
             from mstar.sandbox.registry import get_backend
 
@@ -192,9 +193,9 @@ class Engine:
 
     def _should_stop(self) -> str | None:
         if self.stop_reason is None:
-            r = self.stopper.reason(self.evaluations, self.ledger.spent)
+            r = self.stopper.reason(self.evaluations, self.ledger.spent, self.ledger.tokens)
             if r is None and self.ledger.exhausted:
-                r = f"budget spent (${self.ledger.spent:.4f})"
+                r = f"LLM budget spent ({self.ledger._spent_text()})"
             if r:
                 self.stop_reason = r
                 self.view.update(stop=r)

@@ -62,7 +62,7 @@ class Stopper:
     def minutes(self) -> float:
         return (time.monotonic() - self.started) / 60
 
-    def reason(self, evaluations: int, spent_usd: float) -> str | None:
+    def reason(self, evaluations: int, spent_usd: float, spent_tokens: int = 0) -> str | None:
         """A reason to stop now (checked between evaluations), or None."""
         if self.requested:
             return self.requested
@@ -76,6 +76,8 @@ class Stopper:
             return f"time limit ({lim.max_minutes:g} min)"
         if lim.budget_usd is not None and spent_usd >= lim.budget_usd:
             return f"budget spent (${spent_usd:.4f} of ${lim.budget_usd:g})"
+        if lim.budget_tokens is not None and spent_tokens >= lim.budget_tokens:
+            return f"token budget spent ({spent_tokens:,} of {lim.budget_tokens:,} tokens)"
         return None
 
     def at_generation_end(self, generation: int, stale_generations: int) -> str | None:
