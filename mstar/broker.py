@@ -353,7 +353,7 @@ class Broker:
             if self.exhausted or (self.budget is not None and self.spent >= self.budget) or (
                     self.budget_tokens is not None and self.tokens >= self.budget_tokens):
                 self.exhausted = True
-                raise BudgetExceeded(f"LLM budget spent ({self._spent_text()}); no further calls")
+                raise BudgetExceeded(f"LLM budget spent ({self.spent_text()}); no further calls")
         usd, tokens = self._estimate(messages, params)  # outside the lock: a tokenizer may be slow
         with self._lock:
             usd = max(usd, self.max_call)
@@ -364,14 +364,14 @@ class Broker:
             if over_usd or over_tok:
                 self.exhausted = True
                 raise BudgetExceeded(f"LLM budget: this call could use ~${usd:.4f} / {tokens:,} tokens next to "
-                                     f"{self._spent_text()}; refused, no further calls (raise --budget-usd / "
+                                     f"{self.spent_text()}; refused, no further calls (raise --budget-usd / "
                                      "--budget-tokens to allow more)")
             if (self.budget is not None and self.spent + self._reserved + usd > self.budget) or (
                     self.budget_tokens is not None
                     and self.tokens + self._reserved_tokens + tokens > self.budget_tokens):
                 raise BudgetExceeded(f"LLM budget: this call could use ~${usd:.4f} / {tokens:,} tokens and calls "
                                      f"in flight hold ${self._reserved:.4f} / {self._reserved_tokens:,} tokens "
-                                     f"next to {self._spent_text()}")
+                                     f"next to {self.spent_text()}")
             self._reserved += usd
             self._reserved_tokens += tokens
             if candidate and purpose_kind(purpose) == "harness":
@@ -392,7 +392,7 @@ class Broker:
                                    f"USD budget: ${used_usd:.4f} used, this call up to ${usd:.4f}, share "
                                    f"{share:g} x ${self.budget:g}")
 
-    def _spent_text(self) -> str:
+    def spent_text(self) -> str:
         parts = []
         if self.budget is not None:
             parts.append(f"${self.spent:.4f} of ${self.budget:g}")

@@ -89,7 +89,11 @@ def evaluate_episode(
     toolkit = toolkit.scoped(program.name) if hasattr(toolkit, "scoped") else toolkit
 
     def guard() -> None:
-        # A quota the candidate exhausted fails it even if its code caught the error.
+        # A quota the candidate exhausted fails it even if its code caught the error; the run's budget
+        # running out ends the evaluation unscored (BudgetExceeded: the engine stops, nothing is stored).
+        hit = getattr(toolkit, "budget_hit", None)
+        if hit is not None:
+            raise BudgetExceeded(str(hit))
         failure = getattr(toolkit, "failure", None)
         if failure is not None:
             raise CandidateFailure(failure.reason, failure.detail)
@@ -141,10 +145,11 @@ def evaluate_episode(
             try:
                 qa = answer_and_judge(toolkit.scorer("answer"), program.instructions, context, probe,
                                       judge=config.qa == "judge", judge_llm=toolkit.scorer("judge"))
-            except (LLMError, BudgetExceeded) as e:
-                # The model failed (server down, prompt over its window, budget refused): this probe
-                # scores 0 with the reason, never dropped (a harness could otherwise pick which probes
-                # count by breaking the answer step) and never the end of the command.
+            except LLMError as e:
+                # The model failed (server down, prompt over its window): this probe scores 0 with the
+                # reason, never dropped (a harness could otherwise pick which probes count by breaking
+                # the answer step) and never the end of the command. (The run's budget running out is
+                # not the candidate's doing: BudgetExceeded passes, and the evaluation is not stored.)
                 zero_qa(ps, probe)
                 ps.qa_error = f"{type(e).__name__}: {str(e)[:300]}"
                 return

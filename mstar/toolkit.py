@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mstar.errors import CandidateFailure, LLMError, LLMUnavailable
+from mstar.errors import BudgetExceeded, CandidateFailure, LLMError, LLMUnavailable
 from mstar.tokens import count_tokens as _count_tokens
 
 LLMFn = Callable[..., str]
@@ -58,6 +58,7 @@ class Toolkit:
         self.logs: list[str] = []
         self.candidate = ""
         self.failure: CandidateFailure | None = None  # a quota this candidate exhausted (sticky)
+        self.budget_hit: BudgetExceeded | None = None  # the run's budget ran out during this episode (sticky)
         self._embed_calls = 0
         self._embed_chars = 0
         self._quota = False
@@ -88,10 +89,15 @@ class Toolkit:
             raise LLMUnavailable("this run has no model: pass --model to enable LLM calls")
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
+        if self.budget_hit is not None:
+            raise BudgetExceeded(str(self.budget_hit))
         try:
             return self._llm(messages, **kw)
         except CandidateFailure as e:
             self.failure = e
+            raise
+        except BudgetExceeded as e:
+            self.budget_hit = e
             raise
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:

@@ -52,6 +52,8 @@ def evolve_cmd(
     max_evals: Annotated[int | None, typer.Option("--max-evals", min=1, help="Stop after N episode evaluations.")] = None,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", min=0.01, help="Stop after M minutes (this invocation).")] = None,
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", min=0, help="Hard LLM budget in USD.")] = None,
+    budget_tokens: Annotated[int | None, typer.Option("--budget-tokens", min=1, help="Hard LLM budget in tokens (prompt + completion, every call): the one that binds for a local model, whose calls cost $0.")] = None,
+    max_tokens: Annotated[str | None, typer.Option("--max-tokens", help="Completion caps per call by purpose, e.g. harness=256,operator=2048 (defaults: harness 512, operator 4096, answer 64, judge 8). A larger request is lowered to the cap.")] = None,
     patience: Annotated[int | None, typer.Option("--patience", min=1, help="Stop after N generations without a better train score.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same run.")] = 0,
     sandbox: Annotated[str, typer.Option("--sandbox", help="auto (docker where an engine answers and the image is "
@@ -59,7 +61,7 @@ def evolve_cmd(
     executor: Annotated[str, typer.Option("--executor", help="ray (parallel; a local instance unless --ray-address) or inline (in process, for debugging).")] = "ray",
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Sandboxes run at once by a local Ray instance (default: CPU count).")] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Join this Ray cluster instead of starting one.")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="litellm model string; enables the LLM operators.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="litellm model string. Switches on exactly: the LLM operators (llm_reflect, llm_crossover) in the default mix, the seeds that need an LLM (mem0, mem_alpha), and --metric qa_f1/qa_judge. Other seeds stay offline (their llm_* knobs default to off). Recorded in config.json as llm_uses.")] = None,
     api_base: Annotated[str | None, typer.Option("--api-base", help="Base URL of an OpenAI-compatible server.")] = None,
     embedder: Annotated[str | None, typer.Option("--embedder", help="toolkit.embed for the whole run: local (the "
                                                  "MiniLM model of mstar[embed]), hashing (a lexical stand-in), or "
@@ -77,16 +79,23 @@ def evolve_cmd(
     from mstar.evolve.config import EvolveConfig, StopConfig, new_run_id, parse_mix
     from mstar.evolve.engine import Engine
     from mstar.evolve.live import View
+    from mstar.llm_limits import parse_max_tokens
     from mstar.sandbox.registry import get_backend
 
     stops = {"generations": generations, "max_evals": max_evals, "max_minutes": max_minutes,
-             "budget_usd": budget_usd, "patience": patience}
+             "budget_usd": budget_usd, "budget_tokens": budget_tokens, "patience": patience}
+    try:
+        limits = parse_max_tokens(max_tokens)
+    except ValueError as e:
+        raise UsageError(f"--max-tokens: {e}") from None
     if resume is not None:
         config = EvolveConfig.load(resume)
         if embedder is not None and embedder.strip().lower() not in ("auto", config.embedder):
             raise UsageError(f"--embedder: this run is evaluated with the {config.embedder!r} embedder; "
                              "a resumed run keeps it (scores of different embedders do not compare)")
         given = {k: v for k, v in stops.items() if v is not None}
+        if max_tokens is not None:
+            raise UsageError("--max-tokens: a resumed run keeps its caps (they change what is searched)")
         if given:  # only the limits may change on resume
             config.stops = config.stops.model_copy(update=given)
             config.save(resume)
@@ -112,7 +121,7 @@ def evolve_cmd(
                 operator_options=parse_pairs(op_opt, "--op-opt"), screen_episodes=screen,
                 minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, select=select, sandbox=sandbox,
                 executor=executor, workers=workers, ray_address=ray_address, model=model, api_base=api_base,
-                embedder=embedder or "auto", stops=StopConfig(**stops))
+                embedder=embedder or "auto", stops=StopConfig(**stops), llm=limits)
         except ValidationError as e:
             err = e.errors()[0]
             flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
@@ -135,7 +144,12 @@ def evolve_cmd(
     console = Console(width=None if sys.stdout.isatty() else 150)
     console.print(_table(summary))
     console.print(f"stopped: {summary['stop_reason']} · {summary['generations']} generations · "
-                  f"{summary['evaluations']} evaluations · {summary['wall_s']:.0f} s · ${summary['usd']:.4f}")
+                  f"{summary['evaluations']} evaluations · {summary['wall_s']:.0f} s · ${summary['usd']:.4f} · "
+                  f"{summary.get('tokens', 0):,} LLM tokens")
+    if summary.get("tokens") and not summary.get("usd"):
+        console.print("[yellow]the model's calls were priced at $0 (a local server, or a model litellm has no price "
+                      "for): --budget-usd and the cost objective see nothing; --budget-tokens is the budget that "
+                      "binds[/]")
     console.print(f"run: {summary['run_dir']} (best program: {Path(summary['run_dir']) / 'best.py'})")
 
 

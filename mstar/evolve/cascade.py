@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mstar.episodes import Episode
+from mstar.errors import BudgetExceeded
 from mstar.evolve.executor import EvalJob, Executor, JobResult
 from mstar.evolve.scores import ScoreBook, diagnose, digest
 from mstar.evolve.store import RunStore
@@ -49,6 +50,7 @@ class Evaluator:
         self.on_result = on_result
         self.evaluations = 0  # episode evaluations run by this process (stored and minibatch)
         self.minibatch_evals = 0  # of the proposal being made; reset by the engine per proposal
+        self.budget_stop: str | None = None  # set when the run's LLM budget ran out inside an evaluation
 
     def ensure(self, targets: list[Target], split: str, episode_ids: list[str], stoppable: bool = True) -> bool:
         """Evaluate every target on every episode of ``episode_ids``; False if stopped before the end.
@@ -68,6 +70,11 @@ class Evaluator:
                 done += 1
                 if done < len(jobs) and should_stop():
                     return False
+        except BudgetExceeded as e:
+            # The run's LLM budget ran out inside an evaluation: that evaluation is not the candidate's
+            # failure and is not stored; the run stops here (resumable with a larger budget).
+            self.budget_stop = str(e)
+            return False
         finally:
             close = getattr(it, "close", None)
             if close:
@@ -105,6 +112,9 @@ class Evaluator:
                         self.on_result(jr)
                     if self.should_stop():
                         raise Interrupted
+            except BudgetExceeded as e:
+                self.budget_stop = str(e)
+                raise Interrupted from None
             finally:
                 close = getattr(it, "close", None)
                 if close:

@@ -78,6 +78,9 @@ class EvolveConfig(BaseModel):
     # What a model call, a candidate and an episode may cost (max_tokens per purpose, prompt size, a
     # candidate's share of the budget, embed quotas, the call timeout): mstar/llm_limits.py.
     llm: LLMLimits = Field(default_factory=LLMLimits)
+    # What the model is used for in this run, written when the run starts (operators, seeds, scoring):
+    # --model switches on exactly this, nothing else (the offline seeds' llm_* knobs default to off).
+    llm_uses: dict[str, list[str]] = Field(default_factory=dict)
     # The run's embedder (``toolkit.embed``), chosen once: "auto" is settled to "hashing" or "local" when
     # the run starts and saved so, so every evaluation of the run, inline or on any Ray worker, and of a
     # resumed run, uses the same one. See ``settle_embedder``.

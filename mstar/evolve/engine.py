@@ -87,6 +87,7 @@ class Engine:
         if not usable:
             raise UsageError("--operators: no usable operator (the LLM operators need --model)")
         self.seeds = self._seed_records()
+        cfg.llm_uses = self._llm_uses(usable) if self._has_llm else {}
         # One embedder for the whole run (see EvolveConfig.embedder); settled before the config is saved.
         cfg.embedder = settle_embedder(cfg.embedder, resumed=(self.run_dir / "config.json").exists())
 
@@ -136,6 +137,20 @@ class Engine:
         self.behaviours: dict[tuple[float, float, int], str] = {}  # screen behaviour -> first program
         self.stale = 0
         self.view.update(run_id=cfg.run_id, task=cfg.task, metric=cfg.metric, islands=[0] * cfg.islands)
+
+    def _llm_uses(self, usable: dict[str, Any]) -> dict[str, list[str]]:
+        """What --model switches on in this run, for config.json and the log: nothing is implicit."""
+        seeds = []
+        for r in self.seeds:
+            prog = load_program(r.name)
+            on = [k for k, v in r.knobs.items() if k.startswith("llm_") and v is True]
+            if prog.needs_llm or on:
+                seeds.append(r.name + (f" ({', '.join(on)})" if on else ""))
+        scoring = {"qa_f1": ["answer step"], "qa_judge": ["answer step", "judge"]}.get(self.config.metric, [])
+        uses = {"operators": sorted(n for n, op in usable.items() if getattr(op, "needs_llm", False)),
+                "seeds": seeds, "scoring": scoring}
+        self.view.log("--model is used by: " + "; ".join(f"{k} {', '.join(v) or '-'}" for k, v in uses.items()))
+        return uses
 
     def _eval_config(self) -> EvalConfig:
         cfg = self.config
@@ -194,8 +209,8 @@ class Engine:
     def _should_stop(self) -> str | None:
         if self.stop_reason is None:
             r = self.stopper.reason(self.evaluations, self.ledger.spent, self.ledger.tokens)
-            if r is None and self.ledger.exhausted:
-                r = f"LLM budget spent ({self.ledger._spent_text()})"
+            if r is None and (self.ledger.exhausted or self.evaluator.budget_stop):
+                r = f"LLM budget spent ({self.ledger.spent_text()})"
             if r:
                 self.stop_reason = r
                 self.view.update(stop=r)
