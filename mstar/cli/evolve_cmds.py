@@ -54,6 +54,8 @@ def evolve_cmd(
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", min=0, help="Hard LLM budget in USD.")] = None,
     budget_tokens: Annotated[int | None, typer.Option("--budget-tokens", min=1, help="Hard LLM budget in tokens (prompt + completion, every call): the one that binds for a local model, whose calls cost $0.")] = None,
     max_tokens: Annotated[str | None, typer.Option("--max-tokens", help="Completion caps per call by purpose, e.g. harness=256,operator=2048 (defaults: harness 512, operator 4096, answer 64, judge 8). A larger request is lowered to the cap.")] = None,
+    final_minutes: Annotated[float | None, typer.Option("--final-minutes", min=0.01, help="Time limit of the final val/test step (default 10; half for val). What does not fit is skipped and reported.")] = None,
+    stop_grace: Annotated[float | None, typer.Option("--stop-grace", min=0, help="Seconds evaluations in flight may finish after a stop request (default 30); then they are dropped and redone on --resume.")] = None,
     patience: Annotated[int | None, typer.Option("--patience", min=1, help="Stop after N generations without a better train score.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same run.")] = 0,
     sandbox: Annotated[str, typer.Option("--sandbox", help="auto (docker where an engine answers and the image is "
@@ -84,6 +86,8 @@ def evolve_cmd(
 
     stops = {"generations": generations, "max_evals": max_evals, "max_minutes": max_minutes,
              "budget_usd": budget_usd, "budget_tokens": budget_tokens, "patience": patience}
+    extra_stops = {k: v for k, v in {"final_minutes": final_minutes, "stop_grace_s": stop_grace}.items()
+                   if v is not None}
     try:
         limits = parse_max_tokens(max_tokens)
     except ValueError as e:
@@ -93,7 +97,7 @@ def evolve_cmd(
         if embedder is not None and embedder.strip().lower() not in ("auto", config.embedder):
             raise UsageError(f"--embedder: this run is evaluated with the {config.embedder!r} embedder; "
                              "a resumed run keeps it (scores of different embedders do not compare)")
-        given = {k: v for k, v in stops.items() if v is not None}
+        given = {k: v for k, v in stops.items() if v is not None} | extra_stops
         if max_tokens is not None:
             raise UsageError("--max-tokens: a resumed run keeps its caps (they change what is searched)")
         if given:  # only the limits may change on resume
@@ -121,7 +125,7 @@ def evolve_cmd(
                 operator_options=parse_pairs(op_opt, "--op-opt"), screen_episodes=screen,
                 minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, select=select, sandbox=sandbox,
                 executor=executor, workers=workers, ray_address=ray_address, model=model, api_base=api_base,
-                embedder=embedder or "auto", stops=StopConfig(**stops), llm=limits)
+                embedder=embedder or "auto", stops=StopConfig(**stops, **extra_stops), llm=limits)
         except ValidationError as e:
             err = e.errors()[0]
             flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"

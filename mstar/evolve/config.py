@@ -26,7 +26,8 @@ LLM_MIX = {"llm_reflect": 0.4, "structural": 0.25, "tune": 0.2, "llm_crossover":
 EMBEDDERS = ("auto", "hashing", "local")
 
 # Options a resumed run may change (how long to go on, how to show it), nothing that changes the search.
-RESUME_OVERRIDABLE = frozenset({"generations", "max_evals", "max_minutes", "budget_usd", "budget_tokens", "patience"})
+RESUME_OVERRIDABLE = frozenset({"generations", "max_evals", "max_minutes", "budget_usd", "budget_tokens", "patience",
+                                "stop_grace_s", "final_minutes"})
 
 
 class StopConfig(BaseModel):
@@ -39,6 +40,10 @@ class StopConfig(BaseModel):
     # the model is local and every call costs $0.
     budget_tokens: int | None = Field(None, ge=1)
     patience: int | None = Field(None, ge=1)  # generations without a better train score
+    # A stop request lets evaluations in flight finish for this long, then abandons them (resume redoes them).
+    stop_grace_s: float = Field(30.0, ge=0)
+    # The final val/test step's own time limit: half for val, the rest for test; what does not fit is skipped.
+    final_minutes: float = Field(10.0, gt=0)
 
 
 class EvolveConfig(BaseModel):

@@ -127,6 +127,8 @@ class Engine:
         self.programs = {p.id: p for p in self.store.programs()}
         self.evaluator = Evaluator(self.store, self.book, self._executor, episodes, cfg.budget, self._should_stop,
                                    on_result=self._on_result)
+        self.evaluator.abortable = self.stopper.abortable
+        self.stopper.can_abort = lambda: self.store._depth == 0  # never inside a store transaction
         self.population = Population(cfg.islands, cfg.island_size)
         self.archive = ParetoArchive()
         self.novelty = NoveltyFilter(cfg.novelty_threshold)
