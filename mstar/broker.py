@@ -43,13 +43,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from mstar.callstore import CallRecord, CallStore, SQLiteCallStore
-from mstar.errors import BudgetExceeded, CandidateFailure, LLMError, LLMUnavailable
+from mstar.errors import BudgetExceeded, CandidateFailure, LLMError, LLMUnavailable, ModelUnreachable
 from mstar.llm_limits import LLMLimits, purpose_kind
 
 # What a harness may pass to ``toolkit.llm``; everything else (api_base, api_key, model, n ...) is refused.
 ALLOWED_PARAMS = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed", "response_format"})
 # Parameters that multiply what a call costs: a trusted caller may not pass them either.
 _COSTLY = ("n", "best_of", "max_completion_tokens")
+DOWN_AFTER, DOWN_FOR_S = 3, 30.0  # calls failed in a row -> the model counts as down for this long
 
 
 class LLMCallError(LLMError):
@@ -156,6 +157,7 @@ class Broker:
         embedder: Callable[[Sequence[str]], list[list[float]]] | None = None,
         litellm_kwargs: dict[str, Any] | None = None,
         on_call: Callable[[CallRecord], None] | None = None,
+        down_halts: bool = False,
     ):
         self.model, self.api_base, self.embed_model = model or "", api_base, embed_model
         self.budget = budget_usd
@@ -178,6 +180,11 @@ class Broker:
         self.max_call = 0.0
         self._reserved = 0.0
         self._reserved_tokens = 0
+        self._failures, self._down_until, self._last_error = 0, 0.0, ""
+        # A model that stopped answering: per call (False, `mstar eval`: each probe fails with the reason)
+        # or for the run (True, `mstar evolve`: ModelUnreachable halts it resumable, nothing misscored).
+        self.down_halts = down_halts
+        self.halted: str | None = None
         # Per candidate (program id): [tokens, USD] spent and held by its harness calls.
         self._cand: dict[str, list[float]] = {}
         self.exhausted = (budget_usd is not None and self.spent >= budget_usd) or (
@@ -218,10 +225,17 @@ class Broker:
         if hit is not None:
             self._record("llm", purpose, self.model, 0, 0, 0.0, True, 0.0, candidate)
             return hit["text"]
+        self._check_up()
         held = self._reserve(messages, params, purpose, candidate)
         try:
             t0 = time.perf_counter()
-            reply = self.backend(messages, **params)
+            try:
+                reply = self.backend(messages, **params)
+            except LLMError as e:
+                self._last_error = str(e)[:200]
+                self._note_failure()
+                raise
+            self._failures = 0
             self.calls_store.cache_put(key, "llm", {"text": reply.text})
             self._record("llm", purpose, reply.model or self.model, reply.prompt_tokens, reply.completion_tokens,
                          reply.cost, False, (time.perf_counter() - t0) * 1000, candidate)
@@ -391,6 +405,24 @@ class Broker:
             raise CandidateFailure("llm_budget", f"this candidate's model calls would pass its share of the run's "
                                    f"USD budget: ${used_usd:.4f} used, this call up to ${usd:.4f}, share "
                                    f"{share:g} x ${self.budget:g}")
+
+    def _check_up(self) -> None:
+        """Fail fast while the model is down: after ``DOWN_AFTER`` calls in a row failed for good (each
+        with its retries), calls fail at once for ``DOWN_FOR_S`` seconds, so a dead server costs a few
+        calls' timeouts, not one per probe of the run."""
+        if self._down_until and time.monotonic() < self._down_until:
+            msg = (f"{self.model}: the model is not answering ({self._failures} calls in a row failed: "
+                   f"{self._last_error})")
+            if self.down_halts:
+                self.halted = msg
+                raise ModelUnreachable(msg)
+            raise LLMCallError(f"{msg}; not called again for {self._down_until - time.monotonic():.0f} s")
+
+    def _note_failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._failures >= DOWN_AFTER:
+                self._down_until = time.monotonic() + DOWN_FOR_S
 
     def spent_text(self) -> str:
         parts = []

@@ -55,6 +55,12 @@ class BudgetExceeded(MstarError):
     """An LLM call would cross the run's hard USD budget; it was refused."""
 
 
+class ModelUnreachable(BudgetExceeded):
+    """The run's model stopped answering (several calls in a row failed for good). In ``mstar evolve``
+    this halts the run like a spent budget: the evaluation in flight is dropped, not scored, and the
+    run stops resumable (``--resume`` once the server is back)."""
+
+
 class UsageError(MstarError):
     """A command-line flag or argument that cannot be used."""
 

@@ -89,6 +89,7 @@ class Evaluator:
             # The run's LLM budget ran out inside an evaluation: that evaluation is not the candidate's
             # failure and is not stored; the run stops here (resumable with a larger budget).
             self.budget_stop = str(e)
+            should_stop()  # records the stop's reason with the engine
             return False
         finally:
             close = getattr(it, "close", None)

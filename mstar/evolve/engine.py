@@ -211,8 +211,11 @@ class Engine:
     def _should_stop(self) -> str | None:
         if self.stop_reason is None:
             r = self.stopper.reason(self.evaluations, self.ledger.spent, self.ledger.tokens)
+            if r is None and self.ledger.halted:
+                r = f"model unreachable: {self.ledger.halted}"
             if r is None and (self.ledger.exhausted or self.evaluator.budget_stop):
-                r = f"LLM budget spent ({self.ledger.spent_text()})"
+                r = (f"model unreachable: {self.evaluator.budget_stop}" if "not answering" in
+                     (self.evaluator.budget_stop or "") else f"budget spent ({self.ledger.spent_text()})")
             if r:
                 self.stop_reason = r
                 self.view.update(stop=r)
@@ -221,7 +224,13 @@ class Engine:
 
     def _on_result(self, _jr: Any) -> None:
         self.view.tick()
-        self.view.update(evaluations=self.evaluations, tokens=self.ledger.tokens, usd=self.ledger.spent)
+        self.view.update(evaluations=self.evaluations, **self._llm_use())
+
+    def _llm_use(self) -> dict[str, Any]:
+        """Tokens and USD for the live view from the run's ledger table, which every writer shares (this
+        process's operators and scoring, the Ray broker actor's harness calls): no counter can miss one."""
+        tokens, usd = self.store.llm_totals()
+        return {"tokens": max(tokens, self.ledger.tokens), "usd": max(usd, self.ledger.spent)}
 
     def _target(self, pid: str) -> Target:
         rec = self.programs[pid]
@@ -257,6 +266,7 @@ class Engine:
         return False
 
     def _refresh_view(self, generation: int) -> None:
+        self.view.update(**self._llm_use())
         self.view.update(generation=generation, best=self._train(self.best_id) if self.best_id else None,
                          best_id=self.best_id or "", median=self.population.median(), archive=len(self.archive),
                          islands=[len(i) for i in self.population.islands])

@@ -57,6 +57,11 @@ def _bounded(eng: Engine, targets: list[Any], split: str, deadline: float) -> in
     return sum(1 for t in targets for ep in ids if not eng.book.has(t.id, split, ep))
 
 
+def _why(eng: Engine) -> str:
+    stop = eng.evaluator.budget_stop
+    return f"the model cannot be used ({stop[:160]})" if stop else "time limit"
+
+
 def finish(eng: Engine) -> dict[str, Any]:
     eng.view.update(phase="final: val/test")
     train_ids = eng.ids["train"]
@@ -78,7 +83,7 @@ def finish(eng: Engine) -> dict[str, Any]:
     if skipped.get("val"):
         full = [p for p in pool if _score(eng, p, "val") is not None]
         pool = full or pool
-        eng.view.log(f"final: val time limit: {skipped['val']} evaluations skipped; " + (
+        eng.view.log(f"final: {_why(eng)}: {skipped['val']} val evaluations skipped; " + (
             f"the pick is made among the {len(full)} programs with a val score" if full
             else "no program has a val score: the best on train is returned"))
     if eng.ids["val"]:
@@ -94,7 +99,7 @@ def finish(eng: Engine) -> dict[str, Any]:
         eng.view.log(f"final: scoring {len(test_targets)} programs on test ({len(eng.ids['test'])} episodes)")
         skipped["test"] = _bounded(eng, test_targets, "test", t0 + limit_s)
         if skipped["test"]:
-            eng.view.log(f"final: test time limit: {skipped['test']} evaluations skipped (shown as '-')")
+            eng.view.log(f"final: {_why(eng)}: {skipped['test']} test evaluations skipped (shown as '-')")
     if best is not None:
         eng.best_id = best
         def f(v: float | None) -> str:

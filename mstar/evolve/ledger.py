@@ -66,6 +66,6 @@ class Ledger(Broker):
     def __init__(self, store: Any, backend: Backend | None, model: str = "", budget_usd: float | None = None,
                  budget_tokens: int | None = None, limits: LLMLimits | None = None, run_id: str = ""):
         super().__init__(model or None, budget_usd=budget_usd, budget_tokens=budget_tokens, limits=limits,
-                         backend=backend, run_id=run_id,
+                         backend=backend, run_id=run_id, down_halts=True,
                          store=RunStoreCalls(store) if store is not None else _Forgetful())
         self.store = store  # the RunStore: the Ray executor opens the same run.db in its broker actor
