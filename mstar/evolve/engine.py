@@ -48,6 +48,16 @@ from mstar.toolkit import Toolkit
 DIAGNOSE_FACTOR = 4
 
 
+def _priced(model: str) -> bool:
+    from mstar.broker import _litellm
+
+    try:
+        p, c = _litellm().cost_per_token(model=model, prompt_tokens=1000, completion_tokens=1000)
+        return (float(p) + float(c)) > 0
+    except Exception:  # noqa: BLE001 - unknown model: no price
+        return False
+
+
 class Engine:
     def __init__(self, config: EvolveConfig, run_dir: Path, *, view: View | None = None,
                  llm_backend: Backend | None = None, operators: dict[str, Any] | None = None,
@@ -88,6 +98,10 @@ class Engine:
             raise UsageError("--operators: no usable operator (the LLM operators need --model)")
         self.seeds = self._seed_records()
         cfg.llm_uses = self._llm_uses(usable) if self._has_llm else {}
+        if self._has_llm and cfg.model and not _priced(cfg.model):
+            self.view.log(f"--model {cfg.model}: litellm has no price for it (a local server?): its calls are "
+                          "recorded at $0, so --budget-usd and the cost objective cannot see them; "
+                          + ("--budget-tokens binds" if cfg.stops.budget_tokens else "give it --budget-tokens"))
         # One embedder for the whole run (see EvolveConfig.embedder); settled before the config is saved.
         cfg.embedder = settle_embedder(cfg.embedder, resumed=(self.run_dir / "config.json").exists())
 

@@ -235,9 +235,10 @@ class RpcSession:
             else:
                 raise ValueError(f"unknown host method {method!r}")
             reply: dict[str, Any] = {"id": cid, "result": result}
-        except BudgetExceeded:
-            # The run's hard budget is spent: the evaluation stops here, not just this candidate.
-            self._dead = CandidateFailure("budget", "the run's LLM budget is spent")
+        except BudgetExceeded as e:
+            # The run's hard budget is spent (or its model stopped answering, ModelUnreachable): the
+            # evaluation stops here, unscored, not just this candidate.
+            self._dead = CandidateFailure("budget", str(e)[:300])
             self.t.kill()
             raise
         except CandidateFailure as e:
