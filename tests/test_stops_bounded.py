@@ -83,3 +83,16 @@ def test_stop_file_ends_an_evaluation_in_flight(tmp_path):
     wall = time.monotonic() - t0
     assert summary["stop_reason"] == "stop file (STOP)"
     assert wall < 3 + 1 + 3 + 15, wall
+
+
+def test_sigterm_ends_an_evaluation_in_flight(tmp_path):
+    """SIGTERM (and Ctrl-C the same way) mid-evaluation: graceful, then bounded by the grace."""
+    import os
+    import signal
+
+    eng = _engine(tmp_path, StopConfig(generations=5, stop_grace_s=1, final_minutes=0.05))
+    threading.Timer(3, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
+    t0 = time.monotonic()
+    summary = eng.run()
+    assert summary["stop_reason"] == "terminated (SIGTERM)"
+    assert time.monotonic() - t0 < 3 + 1 + 3 + 15
