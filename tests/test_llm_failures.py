@@ -182,3 +182,23 @@ def test_model_unreachable_is_a_run_halt_not_a_candidate_failure():
     with pytest.raises(ModelUnreachable):
         b.ask("q9", "answer", {})
     assert b.halted
+
+
+def test_mstar_eval_ledger_rows_carry_the_run_and_purpose_stub_llm(tmp_path):
+    """`mstar eval` used to record its calls with run '' and the answer step as 'harness'."""
+    import sqlite3
+
+    server = StubServer(lambda body: "yes" if body["messages"][-1]["content"].startswith("Question:") else "Lisbon")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "MSTAR_CACHE_DIR"}
+    cmd = [sys.executable, "-m", "mstar.cli.main", "eval", "bm25", "--task", "synthetic", "--split", "test",
+           "--limit", "1", "--sandbox", "inline", "--model", "openai/stub", "--api-base", server.url, "--json"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    finally:
+        server.close()
+    assert out.returncode == 0, out.stderr[-2000:]
+    db = sqlite3.connect(tmp_path / ".mstar" / "llm-cache.db")
+    rows = db.execute("SELECT run, purpose, ms FROM calls").fetchall()
+    assert rows and all(r.startswith("eval-") for r, _, _ in rows)
+    assert {p for _, p, _ in rows} == {"answer", "judge"} and all(ms > 0 for _, _, ms in rows)
+    assert all(r["max_tokens"] in (64, 8) for r in server.requests)
