@@ -14,6 +14,7 @@ from llm_stub import StubServer
 from test_sandbox_support import LABELS, LIMITS, assert_nothing_left, episode, make_backend, program
 
 from mstar.broker import Broker, LLMReply
+from mstar.embedders import HashingEmbedder
 from mstar.errors import BudgetExceeded, CandidateFailure
 from mstar.evaluate import EvalConfig, evaluate_episode
 from mstar.harness.loader import load_program
@@ -195,3 +196,36 @@ def test_host_time_on_embeds_counts_against_the_deadline(process_backend):
                            tk, None, EvalConfig(limits=LIMITS, collect_dump=False), LABELS)
     assert res.failure is not None and res.failure[0] == "timeout", res.failure
     assert res.wall_s < 20
+
+
+@pytest.mark.parametrize("seed", ["amem", "generative_agents", "hipporag", "longmemeval_rag", "session_hierarchy"])
+def test_model_does_not_turn_offline_seeds_into_llm_users_scripted(seed):
+    """--model used to make these five call the model per event (llm_* knobs defaulted to on)."""
+    from mstar.sandbox.inline import InlineBackend
+
+    model = Scripted()
+    b = Broker("m", backend=model, embedder=HashingEmbedder())
+    prog = load_program(seed)
+    assert not prog.needs_llm
+    res = evaluate_episode(prog, episode(), InlineBackend(), b.toolkit(), None, EvalConfig(collect_dump=False))
+    assert res.failure is None and model.params == []
+
+
+@pytest.mark.parametrize("seed,knobs", [("mem0", None), ("mem_alpha", None), ("hipporag", {"llm_openie": True}),
+                                        ("longmemeval_rag", {"fact_keys": True}), ("amem", {"llm_notes": True}),
+                                        ("generative_agents", {"llm_importance": True}),
+                                        ("session_hierarchy", {"llm_summary": True})])
+def test_seeds_survive_a_model_that_fails_scripted(seed, knobs, process_backend):
+    """Every call fails for good (toolkit.LLMError in the sandbox): each seed falls back, none crashes."""
+    from mstar.broker import LLMCallError
+
+    def down(messages, **params):
+        raise LLMCallError("scripted: APIConnectionError: connection refused")
+
+    b = Broker("m", backend=down, embedder=HashingEmbedder())  # not the MiniLM model: keep it fast
+    # Roomier deadlines than LIMITS: the fallbacks embed what the model would have condensed, and host
+    # embed time is the candidate's (a shared, loaded machine must not turn that into a timeout here).
+    roomy = LIMITS.model_copy(update={"call_timeout_s": 60.0, "episode_timeout_s": 300.0})
+    res = evaluate_episode(load_program(seed), episode(), process_backend, b.toolkit(), knobs,
+                           EvalConfig(limits=roomy, collect_dump=False), LABELS)
+    assert res.failure is None, res.failure
