@@ -96,3 +96,36 @@ def test_sigterm_ends_an_evaluation_in_flight(tmp_path):
     summary = eng.run()
     assert summary["stop_reason"] == "terminated (SIGTERM)"
     assert time.monotonic() - t0 < 3 + 1 + 3 + 15
+
+
+class SlowOperator:
+    """Asks for a stop, then 'waits on a model' for 10 minutes (a stand-in for a slow local model
+    writing a whole program): the stop must not wait for it."""
+
+    name = "slow"
+    needs_llm = False
+    arity = 1
+
+    def __init__(self, run_dir):
+        self.run_dir = run_dir
+
+    def propose(self, parents, ctx):
+        (self.run_dir / "STOP").write_text("")
+        time.sleep(600)
+        raise AssertionError("not interrupted")
+
+
+def test_stop_does_not_wait_for_a_slow_proposal(tmp_path):
+    from mstar.harness.loader import load_program
+
+    run_dir = tmp_path / "op"
+    cfg = EvolveConfig(run_id="op", task="tiny", budget=50, seeds=["bm25"], operators={"slow": 1.0},
+                       children_per_gen=1, islands=1, island_size=3, final_k=1, sandbox="inline",
+                       stops=StopConfig(generations=3, stop_grace_s=1, final_minutes=0.5))
+    assert load_program("bm25")
+    eng = Engine(cfg, run_dir, operators={"slow": SlowOperator(run_dir)}, suite=TinyTask())
+    t0 = time.monotonic()
+    summary = eng.run()
+    assert summary["stop_reason"] == "stop file (STOP)"
+    assert time.monotonic() - t0 < 120  # seeds + ~1 s to notice + 1 s grace + the final step
+    assert eng.store is not None and summary["proposals"] == {}  # the unfinished proposal was dropped

@@ -37,7 +37,7 @@ from mstar.evolve.novelty import NoveltyFilter
 from mstar.evolve.operators_loader import load_operators
 from mstar.evolve.population import Population
 from mstar.evolve.scores import ScoreBook
-from mstar.evolve.stops import Stopper
+from mstar.evolve.stops import StopNow, Stopper
 from mstar.evolve.store import ProgramRecord, ProposalRecord, RunStore
 from mstar.harness.knobs import defaults
 from mstar.harness.loader import load_program, seed_names
@@ -353,8 +353,10 @@ class Engine:
                     return False
                 self.evaluator.minibatch_evals = 0
                 try:
-                    prop, rec = self.breeder.propose(g, slot)
-                except Interrupted:
+                    with self.stopper.abortable():  # an operator's model call may take minutes
+                        prop, rec = self.breeder.propose(g, slot)
+                except (Interrupted, StopNow):
+                    self._should_stop()
                     return False
                 prop.minibatch_evals = self.evaluator.minibatch_evals
                 self.store.put_proposal(prop, rec)

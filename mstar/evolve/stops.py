@@ -5,7 +5,8 @@ A stop is graceful and bounded. A watcher thread notices a request or the time l
 whatever the engine is doing (an evaluation of a slow LLM harness can take many minutes). The engine
 then stops starting work; evaluations in flight get ``StopConfig.stop_grace_s`` seconds (default 30)
 to finish and be stored. After that the watcher interrupts the main thread (``StopNow``, only while it
-waits on evaluations: never inside a store write): what was in flight is dropped, not stored, and is
+waits on evaluations or on an operator's proposal -- a model writing a program can take minutes --
+never inside a store write): what was in flight is dropped, not stored, and is
 redone by ``--resume``. Then the final val/test step runs with its own time limit
 (``StopConfig.final_minutes``, default 10: half for val, the rest for test); what it cannot finish is
 skipped and the summary says so. So a stop ends the run within ``stop_grace_s`` + ``final_minutes`` +
@@ -41,7 +42,8 @@ class Stopper:
         self.started = time.monotonic()
         self.requested: str | None = None
         self._old: dict[int, Any] = {}
-        self._armed = False  # the main thread is waiting on evaluations: StopNow may be raised there
+        self._armed = 0  # > 0: the main thread waits on evaluations or a proposal: StopNow may be raised there
+        self._fired = 0.0
         self.abort_at: float | None = None  # when the watcher interrupts what is in flight
         self.final_deadline: float | None = None  # set by the final step: its own time limit
         self.can_abort: Callable[[], bool] = lambda: True
@@ -75,15 +77,14 @@ class Stopper:
     @contextlib.contextmanager
     def abortable(self) -> Iterator[None]:
         """While the main thread waits on evaluations, a stop past its grace may abandon them."""
-        self._armed = True
+        self._armed += 1  # nested: a proposal's minibatch scoring inside the proposal
         try:
             yield
         finally:
-            self._armed = False
+            self._armed -= 1
 
     def _on_abort(self, signum: int, frame: FrameType | None) -> None:
-        if self._armed:
-            self._armed = False
+        if self._armed > 0:
             raise StopNow
 
     def _watch(self) -> None:
@@ -99,7 +100,9 @@ class Stopper:
                 if self.requested is not None and self.abort_at is None:
                     self.abort_at = now + self.limits.stop_grace_s
                 due = self.abort_at is not None and now >= self.abort_at
-            if due and self._armed and self.can_abort():
+            # Once, then again only if the main thread is still armed 5 s later (cleanup runs in between).
+            if due and self._armed > 0 and now - self._fired >= 5.0 and self.can_abort():
+                self._fired = now
                 try:
                     signal.pthread_kill(self._main, _ABORT_SIGNAL)
                 except (OSError, ValueError):  # the main thread is gone: nothing to interrupt
