@@ -100,6 +100,10 @@ def with_retries(fn: Callable[[Any], Any], what: str, max_retries: int, backoff_
         try:
             return fn(lt)
         except transient as e:
+            if isinstance(e, lt.exceptions.Timeout):
+                # Not retried: a local server keeps generating after the client gives up, and a retry
+                # would queue a second generation behind the first.
+                raise LLMCallError(f"{what}: timed out (not retried): {str(e)[:300]}") from None
             if attempt == max_retries:
                 raise LLMCallError(f"{what}: {type(e).__name__} after {attempt + 1} attempts: {str(e)[:300]}") from None
             time.sleep(min(backoff_s * 2**attempt, 8.0))
@@ -234,6 +238,10 @@ class Broker:
             except LLMError as e:
                 self._last_error = str(e)[:200]
                 self._note_failure()
+                # Recorded too: the call happened and took time; what a server spent on a request the
+                # client gave up on is not known here (tokens 0), and the row says so.
+                self._record("llm", purpose, self.model, 0, 0, 0.0, False, (time.perf_counter() - t0) * 1000,
+                             candidate, error=str(e)[:300])
                 raise
             self._failures = 0
             self.calls_store.cache_put(key, "llm", {"text": reply.text})
@@ -443,9 +451,9 @@ class Broker:
                 c[3] -= usd
 
     def _record(self, kind: str, purpose: str, model: str, pt: int, ct: int, cost: float, cached: bool, ms: float,
-                candidate: str = "") -> None:
+                candidate: str = "", error: str = "") -> None:
         rec = CallRecord(ts=time.time(), run=self.run_id, purpose=purpose, kind=kind, model=model, prompt_tokens=pt,
-                         completion_tokens=ct, cost=cost, cached=cached, ms=ms, program=candidate)
+                         completion_tokens=ct, cost=cost, cached=cached, ms=ms, program=candidate, error=error)
         with self._lock:
             self.spent += cost
             self.tokens += pt + ct

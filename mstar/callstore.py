@@ -26,6 +26,7 @@ class CallRecord(BaseModel):
     cached: bool = False
     ms: float = 0.0
     program: str = ""  # the candidate a harness call was made for ('' for the run's own calls)
+    error: str = ""  # a call that failed for good (its tokens, if a server spent any, are unknown: 0)
 
 
 class CallStore(Protocol):
@@ -42,7 +43,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cache(key TEXT PRIMARY KEY, kind TEXT NOT NULL, response TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS calls(id INTEGER PRIMARY KEY, ts REAL NOT NULL, run TEXT NOT NULL, purpose TEXT NOT NULL,
     kind TEXT NOT NULL, model TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
-    cost REAL NOT NULL, cached INTEGER NOT NULL, ms REAL NOT NULL, program TEXT NOT NULL DEFAULT '');
+    cost REAL NOT NULL, cached INTEGER NOT NULL, ms REAL NOT NULL, program TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '');
 """
 
 
@@ -54,8 +56,9 @@ class SQLiteCallStore:
         self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False, isolation_level=None)
         self._db.executescript(_SCHEMA)
         cols = {r[1] for r in self._db.execute("PRAGMA table_info(calls)")}
-        if "program" not in cols:  # a cache file written before calls were attributed to programs
-            self._db.execute("ALTER TABLE calls ADD COLUMN program TEXT NOT NULL DEFAULT ''")
+        for col in ("program", "error"):  # a cache file written before calls were attributed
+            if col not in cols:
+                self._db.execute(f"ALTER TABLE calls ADD COLUMN {col} TEXT NOT NULL DEFAULT ''")
 
     def cache_get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
@@ -69,9 +72,9 @@ class SQLiteCallStore:
     def record(self, rec: CallRecord) -> None:
         with self._lock:
             self._db.execute("INSERT INTO calls(ts, run, purpose, kind, model, prompt_tokens, completion_tokens, cost, "
-                             "cached, ms, program) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                             "cached, ms, program, error) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                              (rec.ts, rec.run, rec.purpose, rec.kind, rec.model, rec.prompt_tokens,
-                              rec.completion_tokens, rec.cost, int(rec.cached), rec.ms, rec.program))
+                              rec.completion_tokens, rec.cost, int(rec.cached), rec.ms, rec.program, rec.error))
 
     def spent(self, run: str) -> tuple[int, float]:
         with self._lock:
@@ -82,7 +85,7 @@ class SQLiteCallStore:
     def calls(self, run: str) -> list[CallRecord]:
         with self._lock:
             rows = self._db.execute("SELECT ts, run, purpose, kind, model, prompt_tokens, completion_tokens, cost, "
-                                    "cached, ms, program FROM calls WHERE run=? ORDER BY id", (run,)).fetchall()
+                                    "cached, ms, program, error FROM calls WHERE run=? ORDER BY id", (run,)).fetchall()
         keys = list(CallRecord.model_fields)
         return [CallRecord(**dict(zip(keys, r, strict=True))) for r in rows]
 

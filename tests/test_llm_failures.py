@@ -202,3 +202,27 @@ def test_mstar_eval_ledger_rows_carry_the_run_and_purpose_stub_llm(tmp_path):
     assert rows and all(r.startswith("eval-") for r, _, _ in rows)
     assert {p for _, p, _ in rows} == {"answer", "judge"} and all(ms > 0 for _, _, ms in rows)
     assert all(r["max_tokens"] in (64, 8) for r in server.requests)
+
+
+def test_a_timed_out_call_is_not_retried_and_is_recorded_stub_llm(tmp_path):
+    """A slow local server keeps generating after the client gives up: a retry would queue a second
+    generation behind the first. The failed call is in the ledger, with its time and its error."""
+    import time as _time
+
+    from mstar.broker import LLMCallError
+
+    def slow(body):
+        _time.sleep(3)
+        return "late"
+
+    server = StubServer(slow)
+    try:
+        b = Broker("openai/stub", api_base=server.url, timeout_s=1.0, cache_path=tmp_path / "c.db", run_id="t")
+        with pytest.raises(LLMCallError, match="timed out"):
+            b.ask("hi", "answer", {})
+        _time.sleep(3)
+        assert len(server.requests) == 1
+    finally:
+        server.close()
+    [rec] = b.calls()
+    assert rec.error and "timed out" in rec.error and rec.ms >= 900 and rec.prompt_tokens == 0

@@ -31,16 +31,16 @@ class RunStoreCalls:
 
     def record(self, rec: CallRecord) -> None:
         self.store.add_llm_call(rec.purpose, rec.model, rec.prompt_tokens, rec.completion_tokens, rec.cost, rec.cached,
-                                program=rec.program, kind=rec.kind, ms=rec.ms)
+                                program=rec.program, kind=rec.kind, ms=rec.ms, error=rec.error)
 
     def spent(self, run: str) -> tuple[int, float]:
         return self.store.llm_totals()
 
     def calls(self, run: str) -> list[CallRecord]:
         rows = self.store.conn.execute("SELECT ts, purpose, model, prompt_tokens, completion_tokens, cost, cached, "
-                                       "program, kind, ms FROM llm_calls ORDER BY id").fetchall()
+                                       "program, kind, ms, error FROM llm_calls ORDER BY id").fetchall()
         return [CallRecord(ts=r[0], run=run, purpose=r[1], kind=r[8], model=r[2], prompt_tokens=r[3],
-                           completion_tokens=r[4], cost=r[5], cached=bool(r[6]), program=r[7], ms=r[9]) for r in rows]
+                           completion_tokens=r[4], cost=r[5], cached=bool(r[6]), program=r[7], ms=r[9], error=r[10]) for r in rows]
 
 
 class _Forgetful:

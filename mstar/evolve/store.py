@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS llm_calls(
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, purpose TEXT NOT NULL, model TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
     tokens INTEGER NOT NULL DEFAULT 0, cost REAL NOT NULL DEFAULT 0, cached INTEGER NOT NULL DEFAULT 0,
-    program TEXT NOT NULL DEFAULT '', kind TEXT NOT NULL DEFAULT 'llm', ms REAL NOT NULL DEFAULT 0);
+    program TEXT NOT NULL DEFAULT '', kind TEXT NOT NULL DEFAULT 'llm', ms REAL NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS llm_cache(key TEXT PRIMARY KEY, reply TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS proposals(
@@ -99,7 +100,7 @@ class RunStore:
         self.conn.executescript(SCHEMA)
         cols = {r[1] for r in self.conn.execute("PRAGMA table_info(llm_calls)")}
         for col, decl in (("program", "TEXT NOT NULL DEFAULT ''"), ("kind", "TEXT NOT NULL DEFAULT 'llm'"),
-                          ("ms", "REAL NOT NULL DEFAULT 0")):
+                          ("ms", "REAL NOT NULL DEFAULT 0"), ("error", "TEXT NOT NULL DEFAULT ''")):
             if col not in cols:  # a run.db from before calls were attributed: resumable all the same
                 self.conn.execute(f"ALTER TABLE llm_calls ADD COLUMN {col} {decl}")
         self._depth = 0
@@ -259,12 +260,13 @@ class RunStore:
             c.execute("INSERT OR REPLACE INTO state VALUES(?,?)", (key, json.dumps(value)))
 
     def add_llm_call(self, purpose: str, model: str, prompt_tokens: int, completion_tokens: int,
-                     cost: float, cached: bool, program: str = "", kind: str = "llm", ms: float = 0.0) -> None:
+                     cost: float, cached: bool, program: str = "", kind: str = "llm", ms: float = 0.0,
+                     error: str = "") -> None:
         with self.tx() as c:
             c.execute("INSERT INTO llm_calls(ts, purpose, model, prompt_tokens, completion_tokens, tokens, cost, cached, "
-                      "program, kind, ms) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                      "program, kind, ms, error) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                       (time.time(), purpose, model, prompt_tokens, completion_tokens, prompt_tokens + completion_tokens,
-                       cost, int(cached), program, kind, float(ms)))
+                       cost, int(cached), program, kind, float(ms), error))
 
     def llm_totals(self) -> tuple[int, float]:
         r = self.conn.execute("SELECT COALESCE(SUM(tokens),0), COALESCE(SUM(cost),0) FROM llm_calls").fetchone()
