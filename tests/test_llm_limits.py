@@ -229,3 +229,14 @@ def test_seeds_survive_a_model_that_fails_scripted(seed, knobs, process_backend)
     res = evaluate_episode(load_program(seed), episode(), process_backend, b.toolkit(), knobs,
                            EvalConfig(limits=roomy, collect_dump=False), LABELS)
     assert res.failure is None, res.failure
+
+
+@pytest.mark.parametrize("bad", ["judge=0", "critic=5", "answer=lots"])
+def test_bad_max_tokens_flag_is_one_line_naming_it(tmp_path, bad):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "mstar.cli.main", "evolve", "--task", "synthetic", "--max-tokens", bad,
+                        "--runs-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--max-tokens" in r.stderr and "Traceback" not in r.stderr
+    assert not any(tmp_path.iterdir())  # nothing was started
