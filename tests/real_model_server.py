@@ -68,6 +68,7 @@ class Model:
         if not hasattr(ids, "shape"):
             ids = ids["input_ids"]
         ids = ids[:, -2048:]  # SmolLM2's context window is 8k; keep CPU time bounded
+        self.stats["max_tokens_seen"].append(max_tokens)  # on arrival: a request still generating counts
         with self.lock, self.torch.no_grad():
             out = self.model.generate(ids, attention_mask=self.torch.ones_like(ids), max_new_tokens=max_tokens,
                                       do_sample=temperature > 0, temperature=temperature or None,
@@ -78,7 +79,6 @@ class Model:
         self.stats["requests"] += 1
         self.stats["prompt_tokens"] += pt
         self.stats["completion_tokens"] += ct
-        self.stats["max_tokens_seen"].append(max_tokens)
         return text, pt, ct
 
 

@@ -134,7 +134,8 @@ def test_one_llm_reflect_generation_real_model(server, tmp_path):
         assert prop.operator == "llm_reflect" and prop.outcome in ("accepted", "rejected-cascade", "rejected-novelty",
                                                                    "failed")
         if prop.outcome == "failed":
-            assert prop.reason  # named, with every try's reason
+            # named, with every try's reason (on a loaded 2-core machine: "llm_error: try 1: ... timed out")
+            assert prop.reason and "try 1" in prop.reason
         rows = store.conn.execute("SELECT purpose, tokens, ms, cached FROM llm_calls").fetchall()
     finally:
         store.close()
