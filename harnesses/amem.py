@@ -39,7 +39,7 @@ KNOBS = {
     "link_min": {"type": "float", "low": 0.0, "high": 20.0, "default": 6.0},
     "follow_top": {"type": "int", "low": 0, "high": 50, "default": 10},
     "link_decay": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.3},
-    "llm_notes": {"type": "bool", "default": True},
+    "llm_notes": {"type": "bool", "default": False},
     "show_time": {"type": "bool", "default": False},
     "fill": {"type": "cat", "choices": ["skip", "stop"], "default": "skip"},
 }
@@ -67,7 +67,7 @@ def llm_note(text, toolkit):
         reply = toolkit.llm(NOTE_PROMPT.format(text=text), max_tokens=150)
         found = re.search(r"\{.*\}", reply, re.S)
         note = json.loads(found.group()) if found else {}
-    except (toolkit.LLMUnavailable, ValueError):
+    except (toolkit.LLMUnavailable, getattr(toolkit, "LLMError", ValueError), ValueError):
         return None
     if not isinstance(note, dict):
         return None

@@ -36,7 +36,7 @@ KNOBS = {
     "w_importance": {"type": "float", "low": 0.0, "high": 2.0, "default": 0.2},
     "w_relevance": {"type": "float", "low": 0.0, "high": 2.0, "default": 1.0},
     "decay_per_hour": {"type": "float", "low": 0.9, "high": 1.0, "default": 0.995},
-    "llm_importance": {"type": "bool", "default": True},
+    "llm_importance": {"type": "bool", "default": False},
     "show_time": {"type": "bool", "default": False},
     "fill": {"type": "cat", "choices": ["skip", "stop"], "default": "skip"},
 }
@@ -80,7 +80,7 @@ def encode(event, toolkit, knobs):
             found = re.search(r"\d+", reply)
             if found:
                 rec["importance"] = min(10, max(1, int(found.group()))) / 10.0
-        except toolkit.LLMUnavailable:
+        except (toolkit.LLMUnavailable, getattr(toolkit, "LLMError", toolkit.LLMUnavailable)):
             pass
     return [rec]
 

@@ -39,7 +39,7 @@ KNOBS = {
     "top_k": {"type": "int", "low": 1, "high": 200, "default": 40},
     "round_size": {"type": "int", "low": 1, "high": 6, "default": 2},
     "time_mode": {"type": "cat", "choices": ["front", "filter", "off"], "default": "front"},
-    "fact_keys": {"type": "bool", "default": True},
+    "fact_keys": {"type": "bool", "default": False},
     "show_time": {"type": "bool", "default": True},
 }
 
@@ -141,7 +141,10 @@ def encode(event, toolkit, knobs):
     text = f"{speaker}: {event['text']}" if speaker else event["text"]
     rec = {"text": text, "sources": [event["id"]], "session": event.get("session"), "time": event.get("time")}
     if knobs["fact_keys"] and toolkit.has_llm:
-        reply = toolkit.llm([{"role": "user", "content": FACT_PROMPT + text}], temperature=0)
+        try:
+            reply = toolkit.llm([{"role": "user", "content": FACT_PROMPT + text}], temperature=0)
+        except getattr(toolkit, "LLMError", RuntimeError):
+            reply = ""  # the model failed: this turn's key is its text alone
         m = re.search(r"\{.*\}", reply or "", re.S)
         try:
             facts = json.loads(m.group(0)).get("facts") if m else None

@@ -83,7 +83,13 @@ def encode(event, toolkit, knobs):
     context = (event.get("meta") or {}).get("context") or []
     prompt = EXTRACT_PROMPT + "\n\nEARLIER TURNS:\n" + "\n".join(turn_line(e) for e in context)
     prompt += "\n\nNEW TURNS:\n" + "\n".join(turn_line(e) for e in batch)
-    reply = toolkit.llm([{"role": "user", "content": prompt}], temperature=0)
+    try:
+        reply = toolkit.llm([{"role": "user", "content": prompt}], temperature=0)
+    except getattr(toolkit, "LLMError", RuntimeError) as err:
+        # The model failed (down, context overflow): the turns themselves become the facts, not lost.
+        toolkit.log(f"mem0: extraction failed, turns kept verbatim: {str(err)[:200]}")
+        return [{"text": turn_line(e), "sources": [e["id"]], "session": e.get("session"), "time": e.get("time"),
+                 "speaker": e.get("speaker")} for e in batch]
     data = parse_json(reply)
     facts = data.get("facts") if data else None
     if not isinstance(facts, list):
@@ -156,7 +162,11 @@ def reconcile(candidate, records, state, toolkit, knobs):
     near = similar(candidate["text"], records, state, toolkit, knobs["similar_k"])
     shown = "\n".join(f"{n}: {records[i]['text']}" for n, (i, _s) in enumerate(near)) or "(none)"
     prompt = f"{DECIDE_PROMPT}\n\nSIMILAR FACTS IN MEMORY:\n{shown}\n\nNEW FACT: {candidate['text']}"
-    reply = toolkit.llm([{"role": "user", "content": prompt}], temperature=0)
+    try:
+        reply = toolkit.llm([{"role": "user", "content": prompt}], temperature=0)
+    except getattr(toolkit, "LLMError", RuntimeError) as err:
+        toolkit.log(f"mem0: update decision failed, fact added as it is: {str(err)[:200]}")
+        return records + [candidate]
     data = parse_json(reply) or {}
     op = str(data.get("operation", "")).upper()
     if op not in OPERATIONS:

@@ -111,7 +111,15 @@ class Memory:
         shown = "\n".join(f"{eid} ({store}): {e['text']}" for store, eid, e in related) or "(none)"
         prompt = (f"{OP_PROMPT}\n\nCORE:\n{self.core['text'] or '(empty)'}\n\nRELATED ENTRIES:\n{shown}"
                   f"\n\nNEW CHUNK:\n{chunk_text}")
-        reply = self.toolkit.llm([{"role": "user", "content": prompt}], temperature=0)
+        try:
+            reply = self.toolkit.llm([{"role": "user", "content": prompt}], temperature=0)
+        except getattr(self.toolkit, "LLMError", RuntimeError) as err:
+            # The model failed (down, context overflow): keep the chunk verbatim in the episodic store
+            # rather than lose it.
+            self.toolkit.log(f"mem_alpha: model call failed, chunk kept verbatim: {str(err)[:200]}")
+            self.apply({"op": "insert", "store": "episodic", "text": chunk_text}, [e["id"] for e in chunk],
+                       chunk[-1].get("time"))
+            return
         data = parse_json(reply)
         ops = data.get("operations") if data else None
         if not isinstance(ops, list):

@@ -35,7 +35,7 @@ KNOBS = {
     "session_keywords": {"type": "int", "low": 0, "high": 80, "default": 30},
     "session_weight": {"type": "float", "low": 0.0, "high": 2.0, "default": 0.5},
     "show_summaries": {"type": "int", "low": 0, "high": 3, "default": 0},
-    "llm_summary": {"type": "bool", "default": True},
+    "llm_summary": {"type": "bool", "default": False},
     "k1": {"type": "float", "low": 0.3, "high": 3.0, "default": 1.5},
     "b": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.75},
     "show_time": {"type": "bool", "default": False},
@@ -164,7 +164,7 @@ def maintain(phase, records, state, toolkit, knobs):
     turns = "\n".join(r["text"] for r in records if str(r.get("session")) == sid)
     try:
         done[sid] = toolkit.llm(SUMMARY_PROMPT.format(turns=turns[:12000]), max_tokens=200).strip()
-    except toolkit.LLMUnavailable:
+    except (toolkit.LLMUnavailable, getattr(toolkit, "LLMError", toolkit.LLMUnavailable)):
         pass
     return records
 

@@ -45,6 +45,10 @@ class CandidateFailure(MstarError):
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
+    def __reduce__(self) -> tuple:
+        # Pickled as (reason, detail), not as the message: it crosses Ray (a quota the broker actor enforces).
+        return (type(self), (self.reason, self.detail))
+
 
 class LLMUnavailable(MstarError):
     """The harness asked for an LLM but the run has no model (offline run). Never faked."""
@@ -52,6 +56,12 @@ class LLMUnavailable(MstarError):
 
 class BudgetExceeded(MstarError):
     """An LLM call would cross the run's hard USD budget; it was refused."""
+
+
+class ModelUnreachable(BudgetExceeded):
+    """The run's model stopped answering (several calls in a row failed for good). In ``mstar evolve``
+    this halts the run like a spent budget: the evaluation in flight is dropped, not scored, and the
+    run stops resumable (``--resume`` once the server is back)."""
 
 
 class UsageError(MstarError):
@@ -73,3 +83,9 @@ class InfrastructureError(MstarError):
 
     def __reduce__(self):  # raised in Ray workers: must survive the trip to the driver intact
         return (type(self), (self.what, self.detail))
+
+
+class LLMError(MstarError):
+    """A model call failed for good (after the broker's retries, or an error retrying cannot fix: the
+    server is down, the prompt overflows the context window ...). A harness may catch it as
+    ``toolkit.LLMError``; anywhere else it fails the probe or the candidate it belongs to, never the run."""

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mstar.episodes import Episode
-from mstar.errors import CandidateFailure, InfrastructureError
+from mstar.errors import BudgetExceeded, CandidateFailure, InfrastructureError, LLMError
 from mstar.faults import FaultPause
 from mstar.harness.contract import check_dump, check_read_result
 from mstar.harness.knobs import resolve
@@ -87,8 +87,22 @@ def evaluate_episode(
     qa_on = config.qa != "off" and toolkit.has_llm
     t_start = time.perf_counter()
     session = None
+    # This episode's toolkit: the candidate's calls attributed to it, its quotas counted (see Toolkit).
+    toolkit = toolkit.scoped(program.name) if hasattr(toolkit, "scoped") else toolkit
+
+    def guard() -> None:
+        # A quota the candidate exhausted fails it even if its code caught the error; the run's budget
+        # running out ends the evaluation unscored (BudgetExceeded: the engine stops, nothing is stored).
+        hit = getattr(toolkit, "budget_hit", None)
+        if hit is not None:
+            raise BudgetExceeded(str(hit))
+        failure = getattr(toolkit, "failure", None)
+        if failure is not None:
+            raise CandidateFailure(failure.reason, failure.detail)
+
     try:
         session = backend.open(program, values, toolkit, config.limits, labels)
+        guard()
 
         def ask(pos: int) -> None:
             probes = schedule.get(pos, [])
@@ -116,9 +130,7 @@ def evaluate_episode(
                     continue
                 ps = score_read(probe, res, index, config.budget, ms)
                 if qa_on and not ps.error:
-                    qa = answer_and_judge(toolkit.llm, program.instructions, res.context, probe,
-                                          judge=config.qa == "judge")
-                    ps.answer, ps.qa_f1, ps.qa_judge = qa["answer"], qa["qa_f1"], qa["qa_judge"]
+                    answer_step(ps, probe, res.context)
                 elif qa_on:
                     zero_qa(ps, probe)
                 recall_missed = ps.evidence_recall is not None and ps.evidence_recall < 1.0
@@ -131,6 +143,21 @@ def evaluate_episode(
             if missed:
                 wide_reads(missed)
 
+        def answer_step(ps: ProbeScore, probe: Any, context: str) -> None:
+            try:
+                qa = answer_and_judge(toolkit.scorer("answer"), program.instructions, context, probe,
+                                      judge=config.qa == "judge", judge_llm=toolkit.scorer("judge"))
+            except LLMError as e:
+                # The model failed (server down, prompt over its window): this probe scores 0 with the
+                # reason, never dropped (a harness could otherwise pick which probes count by breaking
+                # the answer step) and never the end of the command. (The run's budget running out is
+                # not the candidate's doing: BudgetExceeded passes, and the evaluation is not stored.)
+                zero_qa(ps, probe)
+                ps.qa_error = f"{type(e).__name__}: {str(e)[:300]}"
+                return
+            ps.answer, ps.qa_f1, ps.qa_judge = qa["answer"], qa["qa_f1"], qa["qa_judge"]
+            ps.judge_unusable = qa.get("judge_unusable", False)
+
         def wide_reads(missed: list) -> None:
             wide = config.budget * config.diagnose_factor
             answers = read_many(session, [probe.as_query(wide) for probe, _ in missed])
@@ -142,16 +169,21 @@ def evaluate_episode(
                 ps.wide_credited = score_read(probe, res, index, wide).credited
 
         ask(0)
+        guard()
         for a, b, ends_session in _segments(episode):
             for s in range(a, b, config.write_batch):
                 batch = [e.as_input() for e in episode.events[s : min(b, s + config.write_batch)]]
                 result.write_ms.extend(session.write(batch))
+                guard()
             if ends_session:
                 result.manage_ms.append(session.manage("session_end"))
+                guard()
             ask(b)
+            guard()
         if config.collect_dump:
             raw_dump = session.dump()
             result.dump = check_dump(raw_dump) if raw_dump is not None else None
+        guard()
         # A clean episode (no probe failed either) may hand its sandbox to the program's next episode;
         # anything else leaves it to ``close()`` below, which kills it.
         release = getattr(session, "release", None)

@@ -82,8 +82,9 @@ def test_broker_mock_llm_budget_refuses_the_crossing_call():
     b = Broker("gpt-4o-mini", budget_usd=0.001, litellm_kwargs=MOCK)
     b.llm("hello", max_tokens=10)  # small enough
     assert not b.exhausted and 0 < b.spent < 0.001
-    with pytest.raises(BudgetExceeded, match="could cost"):
-        b.llm("hello again", max_tokens=100_000)  # worst case > what is left: refused before any call
+    with pytest.raises(BudgetExceeded, match="could use"):
+        # An operator's call, capped at 4,096 completion tokens: its worst case > what is left
+        b.llm("hello again", purpose="operator:llm_reflect", max_tokens=100_000)
     assert [c.cached for c in b.calls()] == [False] and b.exhausted
     with pytest.raises(BudgetExceeded, match="no further calls"):
         b.llm("a small one", max_tokens=1)  # the budget is over: the run stops asking

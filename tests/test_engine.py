@@ -268,7 +268,8 @@ def test_ledger_is_the_broker_harness_calls_are_allow_listed(tmp_path):
     assert seen == []
     assert ledger.fn("harness")("hi", temperature=0, max_tokens=5) == "ok"
     assert ledger.fn("operator:x")("hi", mock_response="fine for host code") == "ok"
-    assert seen == [{"temperature": 0, "max_tokens": 5}, {"mock_response": "fine for host code"}]
+    # every call is capped by its purpose: the harness's own 5 is kept, the operator's call gets 4,096
+    assert seen == [{"temperature": 0, "max_tokens": 5}, {"mock_response": "fine for host code", "max_tokens": 4096}]
 
 
 def test_diagnoses_reach_the_store_and_the_parent_views(tmp_path, monkeypatch):

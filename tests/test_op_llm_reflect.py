@@ -123,6 +123,8 @@ def test_patch_that_never_compiles_fails_after_three_tries_mock_llm(tmp_path):
     with pytest.raises(OperatorFailed) as e:
         LLMReflect().propose([parent_view()], make_ctx(llm, smoke_sandbox="inline"))
     assert e.value.reason == "syntax_error" and "after 3 tries" in e.value.detail
+    # every try's reason is kept, not only the last one
+    assert all(f"try {i}: syntax_error" in e.value.detail for i in (1, 2, 3))
     assert len(backend.sent) == 3 and store.llm_totals()[0] > 0
     # after a patch that applied, the next edits target the patched program, which is shown back
     assert "def terms(text:" in backend.sent[1][-1]["content"] and "syntax_error" in backend.sent[1][-1]["content"]

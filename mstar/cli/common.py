@@ -25,8 +25,10 @@ def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
     return out
 
 
-def build_toolkit(model: str | None = None, api_base: str | None = None, embed_model: str | None = None):
-    """The host toolkit: offline unless a model is given (then LLM calls go through the broker)."""
+def build_toolkit(model: str | None = None, api_base: str | None = None, embed_model: str | None = None,
+                  run_id: str = ""):
+    """The host toolkit: offline unless a model is given (then LLM calls go through the broker, their
+    ledger rows under ``run_id``, with the same caps and call timeout as ``mstar evolve``)."""
     from mstar.embedders import default_embedder
     from mstar.toolkit import Toolkit
 
@@ -37,7 +39,7 @@ def build_toolkit(model: str | None = None, api_base: str | None = None, embed_m
         # A persistent cache: evaluating the same harness again with the same model costs nothing.
         cache = Path(os.environ.get("MSTAR_CACHE_DIR", ".mstar")) / "llm-cache.db"
         cache.parent.mkdir(parents=True, exist_ok=True)
-        return Broker(model, api_base=api_base, embed_model=embed_model, cache_path=cache,
+        return Broker(model, api_base=api_base, embed_model=embed_model, cache_path=cache, run_id=run_id,
                       embedder=None if embed_model else default_embedder()).toolkit()
     embedder = default_embedder()
     return Toolkit(embed=embedder, embedder_name=embedder.name)

@@ -192,7 +192,7 @@ def eval_cmd(
     starting = _start_backend(sandbox, program, run_label)
     try:
         episodes = _load_episodes(task, data, split, parse_pairs(task_opt, "--task-opt"), limit)
-        toolkit = build_toolkit(model, api_base, embed_model)
+        toolkit = build_toolkit(model, api_base, embed_model, run_id=run_label)
     except BaseException:
         _discard(starting)  # the data's error is the one to report; its sandbox must not outlive it
         raise
@@ -220,7 +220,9 @@ def eval_cmd(
                 "overall": {k: summary["overall"][k] for k in JSON_KEYS} | {
                     "session_recall": summary["overall"]["session_recall"],
                     "qa_f1": summary["overall"]["qa_f1"], "qa_judge": summary["overall"]["qa_judge"],
-                    "probes": summary["overall"]["probes"], "errors": summary["overall"]["errors"]},
+                    "probes": summary["overall"]["probes"], "errors": summary["overall"]["errors"],
+                    "qa_errors": summary["overall"]["qa_errors"],
+                    "judge_unusable": summary["overall"]["judge_unusable"]},
                 "by_category": summary["by_category"],
                 "episodes": summary["episodes"], "failures": summary["failures"], "wall_s": summary["wall_s"],
                 "status": "failed" if _failed(summary) else "ok",
@@ -241,6 +243,11 @@ def eval_cmd(
         rows = [(c, m) for c, m in s["by_category"].items()] + [("[bold]overall[/]", s["overall"])]
         console.print(_table(f"{name}  {title}", rows, "category"))
     for name, (_, s) in results.items():
+        o = (s or {}).get("overall") or {}
+        if o.get("qa_errors") or o.get("judge_unusable"):
+            console.print(f"[yellow]{name}: {o.get('qa_errors', 0)} of {o['probes']} answer steps failed (model "
+                          f"error), {o.get('judge_unusable', 0)} judge verdicts were neither yes nor no: "
+                          "both scored 0[/]")
         for f in (s or {}).get("failures", []):
             console.print(f"[red]{name}: episode {f['episode']} failed: {f['reason']}[/] {f['detail'][:500]}")
     _exit_if_failed(results)

@@ -56,6 +56,10 @@ def evolve_cmd(
     max_evals: Annotated[int | None, typer.Option("--max-evals", min=1, help="Stop after N episode evaluations.")] = None,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", min=0.01, help="Stop the search after M minutes of this session (then val and test are scored: allow a few minutes more); on --resume, M more minutes.")] = None,
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", min=0, help="Hard LLM budget in USD.")] = None,
+    budget_tokens: Annotated[int | None, typer.Option("--budget-tokens", min=1, help="Hard LLM budget in tokens (prompt + completion, every call): the one that binds for a local model, whose calls cost $0.")] = None,
+    max_tokens: Annotated[str | None, typer.Option("--max-tokens", help="Completion caps per call by purpose, e.g. harness=256,operator=2048 (defaults: harness 512, operator 4096, answer 64, judge 8). A larger request is lowered to the cap.")] = None,
+    final_minutes: Annotated[float | None, typer.Option("--final-minutes", min=0.01, help="Time limit of the final val/test step (default 10; half for val). What does not fit is skipped and reported.")] = None,
+    stop_grace: Annotated[float | None, typer.Option("--stop-grace", min=0, help="Seconds evaluations in flight may finish after a stop request (default 30); then they are dropped and redone on --resume.")] = None,
     patience: Annotated[int | None, typer.Option("--patience", min=1, help="Stop after N generations without a better train score.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same run.")] = 0,
     sandbox: Annotated[str, typer.Option("--sandbox", help="auto (docker where an engine answers and the image is "
@@ -66,7 +70,7 @@ def evolve_cmd(
     infra_wait: Annotated[float | None, typer.Option("--infra-wait", min=1, help="Seconds an evaluation waits (with "
                                                      "backoff) for a Docker engine, Ray node or broker that went away "
                                                      "before the run stops, resumable (default 600).")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="litellm model string; enables the LLM operators.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="litellm model string. Switches on exactly: the LLM operators (llm_reflect, llm_crossover) in the default mix, the seeds that need an LLM (mem0, mem_alpha), and --metric qa_f1/qa_judge. Other seeds stay offline (their llm_* knobs default to off). Recorded in config.json as llm_uses.")] = None,
     api_base: Annotated[str | None, typer.Option("--api-base", help="Base URL of an OpenAI-compatible server.")] = None,
     embedder: Annotated[str | None, typer.Option("--embedder", help="toolkit.embed for the whole run: local (the "
                                                  "MiniLM model of mstar[embed]), hashing (a lexical stand-in), or "
@@ -86,19 +90,31 @@ def evolve_cmd(
     from mstar.evolve.config import EvolveConfig, StopConfig, new_run_id, parse_mix
     from mstar.evolve.engine import Engine
     from mstar.evolve.live import View
+    from mstar.llm_limits import parse_max_tokens
     from mstar.sandbox.registry import get_backend
 
     stops = {"generations": generations, "max_evals": max_evals, "max_minutes": max_minutes,
-             "budget_usd": budget_usd, "patience": patience}
+             "budget_usd": budget_usd, "budget_tokens": budget_tokens, "patience": patience}
+    extra_stops = {k: v for k, v in {"final_minutes": final_minutes, "stop_grace_s": stop_grace}.items()
+                   if v is not None}
+    try:
+        limits = parse_max_tokens(max_tokens)
+    except ValueError as e:
+        raise UsageError(f"--max-tokens: {e}") from None
     if resume is not None:
         config = EvolveConfig.load(resume)
         if embedder is not None and embedder.strip().lower() not in ("auto", config.embedder):
             raise UsageError(f"--embedder: this run is evaluated with the {config.embedder!r} embedder; "
                              "a resumed run keeps it (scores of different embedders do not compare)")
         given = {k: v for k, v in stops.items() if v is not None}
+        if max_tokens is not None:
+            raise UsageError("--max-tokens: a resumed run keeps its caps (they change what is searched)")
         from mstar.cli.resume import plan
 
         resuming, new_stops = plan(resume, config.stops.model_dump(), given)  # refuses a resume that would not search
+        # How a stop is carried out is kept unless given again; plan() speaks of the search limits only.
+        new_stops = {"stop_grace_s": config.stops.stop_grace_s, "final_minutes": config.stops.final_minutes} \
+            | new_stops | extra_stops
         if new_stops != config.stops.model_dump():  # only the limits may change on resume
             config.stops = StopConfig(**new_stops)
             config.save(resume)
@@ -126,7 +142,7 @@ def evolve_cmd(
                 minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, select=select, sandbox=sandbox,
                 executor=executor, workers=workers, ray_address=ray_address, model=model, api_base=api_base,
                 **({"infra_wait_s": infra_wait} if infra_wait is not None else {}),
-                embedder=embedder or "auto", stops=StopConfig(**stops))
+                embedder=embedder or "auto", stops=StopConfig(**stops, **extra_stops), llm=limits)
         except ValidationError as e:
             err = e.errors()[0]
             flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
@@ -162,9 +178,14 @@ def evolve_cmd(
     took = (f"{session_s:.0f} s this session, {summary['wall_s']:.0f} s in all" if resume is not None
             else f"{summary['wall_s']:.0f} s")
     console.print(f"stopped: {summary['stop_reason']} · {summary['generations']} generations · "
-                  f"{summary['evaluations']} evaluations · {took} · ${summary['usd']:.4f}", highlight=False)
+                  f"{summary['evaluations']} evaluations · {took} · ${summary['usd']:.4f} · "
+                  f"{summary.get('tokens', 0):,} LLM tokens", highlight=False)
     if summary.get("note"):
         console.print(f"[yellow]{escape(summary['note'])}[/]")
+    if summary.get("tokens") and not summary.get("usd"):
+        console.print("[yellow]the model's calls were priced at $0 (a local server, or a model litellm has no price "
+                      "for): --budget-usd and the cost objective see nothing; --budget-tokens is the budget that "
+                      "binds[/]")
     console.print(f"run: {summary['run_dir']} (best program: {Path(summary['run_dir']) / 'best.py'})")
 
 

@@ -12,13 +12,16 @@ whose screen score is within ``margin`` of its parents' best screen score gets t
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mstar.episodes import Episode
+from mstar.errors import BudgetExceeded
 from mstar.evolve.executor import EvalJob, Executor, JobResult
 from mstar.evolve.scores import ScoreBook, diagnose, digest
+from mstar.evolve.stops import StopNow
 from mstar.evolve.store import RunStore
 
 
@@ -49,11 +52,17 @@ class Evaluator:
         self.on_result = on_result
         self.evaluations = 0  # episode evaluations run by this process (stored and minibatch)
         self.minibatch_evals = 0  # of the proposal being made; reset by the engine per proposal
+        self.budget_stop: str | None = None  # set when the run's LLM budget ran out inside an evaluation
+        self.abandoned = 0  # evaluations dropped by a stop past its grace (redone on resume)
+        # The engine sets this to its Stopper's: where the main thread may be interrupted by a stop.
+        self.abortable: Callable[[], Any] = contextlib.nullcontext
 
-    def ensure(self, targets: list[Target], split: str, episode_ids: list[str], stoppable: bool = True) -> bool:
+    def ensure(self, targets: list[Target], split: str, episode_ids: list[str], stoppable: bool = True,
+               until: Callable[[], str | None] | None = None) -> bool:
         """Evaluate every target on every episode of ``episode_ids``; False if stopped before the end.
-        ``stoppable=False`` (the final val/test step) runs to the end; only a second Ctrl-C aborts it."""
-        should_stop = self.should_stop if stoppable else (lambda: None)
+        ``stoppable=False`` (the final val/test step) ignores the run's stops and is bounded by ``until``
+        (its own time limit) instead."""
+        should_stop = self.should_stop if stoppable else (until or (lambda: None))
         jobs = [EvalJob(t.id, t.source, t.knobs, ep, split)
                 for t in targets for ep in episode_ids if not self.book.has(t.id, split, ep)]
         if not jobs:
@@ -63,11 +72,25 @@ class Evaluator:
         it = self.executor.map(jobs)
         done = 0
         try:
-            for jr in it:
+            while True:
+                with self.abortable():  # a stop past its grace may abandon what is in flight here only
+                    jr = next(it, None)
+                if jr is None:
+                    break
                 self._record(jr)
                 done += 1
                 if done < len(jobs) and should_stop():
                     return False
+        except StopNow:
+            self.abandoned += len(jobs) - done
+            should_stop()  # records the stop's reason with the engine
+            return False
+        except BudgetExceeded as e:
+            # The run's LLM budget ran out inside an evaluation: that evaluation is not the candidate's
+            # failure and is not stored; the run stops here (resumable with a larger budget).
+            self.budget_stop = str(e)
+            should_stop()  # records the stop's reason with the engine
+            return False
         finally:
             close = getattr(it, "close", None)
             if close:
@@ -77,8 +100,9 @@ class Evaluator:
     def _record(self, jr: JobResult) -> None:
         job, res = jr.job, jr.result
         diags = diagnose(self.episodes[job.episode_id], res, self.budget) if res.failure is None else {}
-        agg, summary, rows = digest(res, self.book.metric, diags, jr.llm_cost)
-        self.store.add_episode(job.program_id, job.split, job.episode_id, summary, rows, jr.llm_cost)
+        agg, summary, rows = digest(res, self.book.metric, diags, jr.llm_cost, jr.llm_tokens)
+        self.store.add_episode(job.program_id, job.split, job.episode_id, summary, rows, jr.llm_cost,
+                               llm_tokens=jr.llm_tokens)
         self.book.put(job.program_id, job.split, job.episode_id, agg)
         self.evaluations += 1
         if self.on_result:
@@ -95,7 +119,11 @@ class Evaluator:
             it = self.executor.map([EvalJob(target.id, target.source, target.knobs, ep, "train", tag="minibatch")
                                     for ep in missing])
             try:
-                for jr in it:
+                while True:
+                    with self.abortable():
+                        jr = next(it, None)
+                    if jr is None:
+                        break
                     agg, _, _ = digest(jr.result, self.book.metric, {}, jr.llm_cost)
                     local.put(target.id, "train", jr.job.episode_id, agg)
                     self.evaluations += 1
@@ -104,6 +132,11 @@ class Evaluator:
                         self.on_result(jr)
                     if self.should_stop():
                         raise Interrupted
+            except BudgetExceeded as e:
+                self.budget_stop = str(e)
+                raise Interrupted from None
+            except StopNow:
+                raise Interrupted from None
             finally:
                 close = getattr(it, "close", None)
                 if close:

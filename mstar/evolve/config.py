@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from mstar.errors import UsageError
+from mstar.llm_limits import LLMLimits
 from mstar.scoring.aggregate import QUALITY_METRICS
 
 # The offline default: no key, no LLM. With --model the reflective operators join.
@@ -25,7 +26,8 @@ LLM_MIX = {"llm_reflect": 0.4, "structural": 0.25, "tune": 0.2, "llm_crossover":
 EMBEDDERS = ("auto", "hashing", "local")
 
 # Options a resumed run may change (how long to go on, how to show it), nothing that changes the search.
-RESUME_OVERRIDABLE = frozenset({"generations", "max_evals", "max_minutes", "budget_usd", "patience"})
+RESUME_OVERRIDABLE = frozenset({"generations", "max_evals", "max_minutes", "budget_usd", "budget_tokens", "patience",
+                                "stop_grace_s", "final_minutes"})
 
 
 class StopConfig(BaseModel):
@@ -34,7 +36,14 @@ class StopConfig(BaseModel):
     # Per invocation: resuming a run stopped by the clock gives it another --max-minutes.
     max_minutes: float | None = Field(None, gt=0)
     budget_usd: float | None = Field(None, ge=0)
+    # Hard, like budget_usd, in tokens (prompt + completion, every purpose): the budget that binds when
+    # the model is local and every call costs $0.
+    budget_tokens: int | None = Field(None, ge=1)
     patience: int | None = Field(None, ge=1)  # generations without a better train score
+    # A stop request lets evaluations in flight finish for this long, then abandons them (resume redoes them).
+    stop_grace_s: float = Field(30.0, ge=0)
+    # The final val/test step's own time limit: half for val, the rest for test; what does not fit is skipped.
+    final_minutes: float = Field(10.0, gt=0)
 
 
 class EvolveConfig(BaseModel):
@@ -74,6 +83,12 @@ class EvolveConfig(BaseModel):
     infra_wait_s: float = Field(600.0, gt=0)
     model: str | None = None
     api_base: str | None = None
+    # What a model call, a candidate and an episode may cost (max_tokens per purpose, prompt size, a
+    # candidate's share of the budget, embed quotas, the call timeout): mstar/llm_limits.py.
+    llm: LLMLimits = Field(default_factory=LLMLimits)
+    # What the model is used for in this run, written when the run starts (operators, seeds, scoring):
+    # --model switches on exactly this, nothing else (the offline seeds' llm_* knobs default to off).
+    llm_uses: dict[str, list[str]] = Field(default_factory=dict)
     # The run's embedder (``toolkit.embed``), chosen once: "auto" is settled to "hashing" or "local" when
     # the run starts and saved so, so every evaluation of the run, inline or on any Ray worker, and of a
     # resumed run, uses the same one. See ``settle_embedder``.

@@ -41,7 +41,7 @@ from mstar.evolve.novelty import NoveltyFilter
 from mstar.evolve.operators_loader import load_operators
 from mstar.evolve.population import Population
 from mstar.evolve.scores import ScoreBook
-from mstar.evolve.stops import Stopper
+from mstar.evolve.stops import StopNow, Stopper
 from mstar.evolve.store import ProgramRecord, ProposalRecord, RunStore
 from mstar.faults import FaultPause
 from mstar.harness.knobs import defaults
@@ -51,7 +51,16 @@ from mstar.toolkit import Toolkit
 
 # Missed probes are read again at 4x the budget to tell "cut by the budget" from "not retrieved".
 DIAGNOSE_FACTOR = 4
-OPERATOR_TIMEOUT_S = 120.0  # a whole program rewritten by the model takes a while to generate
+
+
+def _priced(model: str) -> bool:
+    from mstar.broker import _litellm
+
+    try:
+        p, c = _litellm().cost_per_token(model=model, prompt_tokens=1000, completion_tokens=1000)
+        return (float(p) + float(c)) > 0
+    except Exception:  # noqa: BLE001 - unknown model: no price
+        return False
 
 
 class Engine:
@@ -80,7 +89,7 @@ class Engine:
         if not self.splits["train"]:
             raise UsageError(f"--task {cfg.task}: the train split is empty; evolution needs train episodes")
         backend = self._llm_backend or (
-            LiteLLMBackend(cfg.model, cfg.api_base, timeout_s=OPERATOR_TIMEOUT_S) if cfg.model else None)
+            LiteLLMBackend(cfg.model, cfg.api_base, timeout_s=cfg.llm.timeout_s) if cfg.model else None)
         self._has_llm = backend is not None
         if cfg.metric in LLM_METRICS and not self._has_llm:
             raise UsageError(f"--metric {cfg.metric}: needs the answer step, i.e. an LLM (pass --model)")
@@ -93,6 +102,11 @@ class Engine:
         if not usable:
             raise UsageError("--operators: no usable operator (the LLM operators need --model)")
         self.seeds = self._seed_records()
+        cfg.llm_uses = self._llm_uses(usable) if self._has_llm else {}
+        if self._has_llm and cfg.model and not _priced(cfg.model):
+            self.view.log(f"--model {cfg.model}: litellm has no price for it (a local server?): its calls are "
+                          "recorded at $0, so --budget-usd and the cost objective cannot see them; "
+                          + ("--budget-tokens binds" if cfg.stops.budget_tokens else "give it --budget-tokens"))
         # One embedder for the whole run (see EvolveConfig.embedder); settled before the config is saved.
         cfg.embedder = settle_embedder(cfg.embedder, resumed=(self.run_dir / "config.json").exists())
 
@@ -110,10 +124,12 @@ class Engine:
         episodes = {e.id: e for eps in self.splits.values() for e in eps}
         self.screen_ids, self.minibatch_ids = choose_episodes(self.ids["train"], cfg.seed, cfg.screen_episodes,
                                                               cfg.minibatch_episodes)
-        self.ledger = Ledger(self.store, backend, cfg.model or "", cfg.stops.budget_usd)
+        self.ledger = Ledger(self.store, backend, cfg.model or "", cfg.stops.budget_usd, cfg.stops.budget_tokens,
+                             cfg.llm, cfg.run_id)
         embedder = default_embedder(prefer=cfg.embedder)  # the Ray executor rebuilds it by name in each worker
         toolkit = Toolkit(llm=self.ledger.fn("harness") if self.ledger.available else None, embed=embedder,
-                          embedder_name=embedder.name)
+                          embedder_name=embedder.name, route=self.ledger.route if self.ledger.available else None,
+                          limits=cfg.llm)
         self.faults = FaultPause(cfg.infra_wait_s, log=self.view.log, on_event=self.store.event)
         if self._executor is None:
             from mstar.sandbox.registry import get_backend
@@ -131,6 +147,8 @@ class Engine:
         self.programs = {p.id: p for p in self.store.programs()}
         self.evaluator = Evaluator(self.store, self.book, self._executor, episodes, cfg.budget, self._should_stop,
                                    on_result=self._on_result)
+        self.evaluator.abortable = self.stopper.abortable
+        self.stopper.can_abort = lambda: self.store._depth == 0  # never inside a store transaction
         self.population = Population(cfg.islands, cfg.island_size)
         self.archive = ParetoArchive()
         self.novelty = NoveltyFilter(cfg.novelty_threshold)
@@ -154,6 +172,20 @@ class Engine:
             if name == "none":
                 name = "auto"  # get_backend raises the one-line refusal
         return get_backend(name, **({} if name == "inline" else {"spares": 1}))
+
+    def _llm_uses(self, usable: dict[str, Any]) -> dict[str, list[str]]:
+        """What --model switches on in this run, for config.json and the log: nothing is implicit."""
+        seeds = []
+        for r in self.seeds:
+            prog = load_program(r.name)
+            on = [k for k, v in r.knobs.items() if k.startswith("llm_") and v is True]
+            if prog.needs_llm or on:
+                seeds.append(r.name + (f" ({', '.join(on)})" if on else ""))
+        scoring = {"qa_f1": ["answer step"], "qa_judge": ["answer step", "judge"]}.get(self.config.metric, [])
+        uses = {"operators": sorted(n for n, op in usable.items() if getattr(op, "needs_llm", False)),
+                "seeds": seeds, "scoring": scoring}
+        self.view.log("--model is used by: " + "; ".join(f"{k} {', '.join(v) or '-'}" for k, v in uses.items()))
+        return uses
 
     def _eval_config(self) -> EvalConfig:
         cfg = self.config
@@ -211,9 +243,12 @@ class Engine:
 
     def _should_stop(self) -> str | None:
         if self.stop_reason is None:
-            r = self.stopper.reason(self.evaluations, self.ledger.spent)
-            if r is None and self.ledger.exhausted:
-                r = f"budget spent (${self.ledger.spent:.4f})"
+            r = self.stopper.reason(self.evaluations, self.ledger.spent, self.ledger.tokens)
+            if r is None and self.ledger.halted:
+                r = f"model unreachable: {self.ledger.halted}"
+            if r is None and (self.ledger.exhausted or self.evaluator.budget_stop):
+                r = (f"model unreachable: {self.evaluator.budget_stop}" if "not answering" in
+                     (self.evaluator.budget_stop or "") else f"budget spent ({self.ledger.spent_text()})")
             if r:
                 self.stop_reason = r
                 self.view.update(stop=r)
@@ -222,7 +257,13 @@ class Engine:
 
     def _on_result(self, _jr: Any) -> None:
         self.view.tick()
-        self.view.update(evaluations=self.evaluations, tokens=self.ledger.tokens, usd=self.ledger.spent)
+        self.view.update(evaluations=self.evaluations, **self._llm_use())
+
+    def _llm_use(self) -> dict[str, Any]:
+        """Tokens and USD for the live view from the run's ledger table, which every writer shares (this
+        process's operators and scoring, the Ray broker actor's harness calls): no counter can miss one."""
+        tokens, usd = self.store.llm_totals()
+        return {"tokens": max(tokens, self.ledger.tokens), "usd": max(usd, self.ledger.spent)}
 
     def _target(self, pid: str) -> Target:
         rec = self.programs[pid]
@@ -258,6 +299,7 @@ class Engine:
         return False
 
     def _refresh_view(self, generation: int) -> None:
+        self.view.update(**self._llm_use())
         self.view.update(generation=generation, best=self._train(self.best_id) if self.best_id else None,
                          best_id=self.best_id or "", median=self.population.median(), archive=len(self.archive),
                          islands=[len(i) for i in self.population.islands])
@@ -337,8 +379,10 @@ class Engine:
                     return False
                 self.evaluator.minibatch_evals = 0
                 try:
-                    prop, rec = self.breeder.propose(g, slot)
-                except Interrupted:
+                    with self.stopper.abortable():  # an operator's model call may take minutes
+                        prop, rec = self.breeder.propose(g, slot)
+                except (Interrupted, StopNow):
+                    self._should_stop()
                     return False
                 prop.minibatch_evals = self.evaluator.minibatch_evals
                 self.store.put_proposal(prop, rec)

@@ -4,9 +4,13 @@ Candidates are the ``final_k`` best programs on train plus every seed. All are s
 those val cannot tell from the best on val (within one standard error, paired per probe), the best on
 train is the run's result (``selection``) and is written to ``best.py``. Test is
 evaluated for that program and for every seed only, so the report shows the evolved program and the
-seed library side by side on data the search never saw. These evaluations cannot be stopped softly
-(a stop has already been asked for when we get here); a second Ctrl-C aborts, and ``--resume``
-redoes only what is missing.
+seed library side by side on data the search never saw.
+
+The step has its own time limit (``StopConfig.final_minutes``): val may use half of it, test the rest.
+Programs are scored in order of importance (the best on train first, then the seeds; on test the
+picked program first); what does not fit is skipped -- those programs show no val or test score, and
+the summary's ``final`` entry says how many evaluations were skipped and why. A second Ctrl-C aborts,
+and ``--resume`` redoes only what is missing.
 """
 
 from __future__ import annotations
@@ -65,6 +69,25 @@ def budget_note(eng: Engine, seeds_done: bool) -> str | None:
             f"3 generations ({evals} evaluations)")
 
 
+def _bounded(eng: Engine, targets: list[Any], split: str, deadline: float) -> int:
+    """Score ``targets`` on ``split`` until ``deadline``; returns how many evaluations were skipped."""
+    ids = eng.ids[split]
+    stopper = getattr(eng, "stopper", None)
+    if stopper is not None:
+        stopper.final_deadline = deadline  # the watcher abandons what is in flight at the deadline
+
+    def past() -> str | None:
+        return "final time limit" if time.monotonic() >= deadline else None
+
+    eng.evaluator.ensure(targets, split, ids, stoppable=False, until=past)
+    return sum(1 for t in targets for ep in ids if not eng.book.has(t.id, split, ep))
+
+
+def _why(eng: Engine) -> str:
+    stop = eng.evaluator.budget_stop
+    return f"the model cannot be used ({stop[:160]})" if stop else "time limit"
+
+
 def finish(eng: Engine) -> dict[str, Any]:
     seeds_done = all(eng._train(r.id) is not None for r in eng.seeds)
     eng.view.update(phase="final: val/test")
@@ -76,14 +99,24 @@ def finish(eng: Engine) -> dict[str, Any]:
     seed_ids = [r.id for r in eng.seeds]
     candidates = list(dict.fromkeys(ranked[: eng.config.final_k] + seed_ids))
     targets = [eng._target(p) for p in candidates]
+    limit_s = eng.config.stops.final_minutes * 60
+    t0 = time.monotonic()
+    skipped: dict[str, int] = {}
     unfinished = [eng._target(p) for p in candidates if eng._train(p) is None]
     if unfinished:  # the search stopped while the seeds were scored: the pick (and the report) needs train
         eng.view.log(f"final: finishing the train scores of {len(unfinished)} seeds ({len(train_ids)} episodes)")
-        eng.evaluator.ensure(unfinished, "train", train_ids, stoppable=False)
+        skipped["train"] = _bounded(eng, unfinished, "train", t0 + limit_s / 2)
     if eng.ids["val"]:
-        eng.view.log(f"final: scoring {len(targets)} programs on val ({len(eng.ids['val'])} episodes)")
-        eng.evaluator.ensure(targets, "val", eng.ids["val"], stoppable=False)
+        eng.view.log(f"final: scoring {len(targets)} programs on val ({len(eng.ids['val'])} episodes, "
+                     f"at most {limit_s / 120:.1f} min)")
+        skipped["val"] = _bounded(eng, targets, "val", t0 + limit_s / 2)
     pool = [p for p in candidates if eng.book.stats(p, "train", train_ids) is not None] or candidates
+    if skipped.get("val"):
+        full = [p for p in pool if _score(eng, p, "val") is not None]
+        pool = full or pool
+        eng.view.log(f"final: {_why(eng)}: {skipped['val']} val evaluations skipped; " + (
+            f"the pick is made among the {len(full)} programs with a val score" if full
+            else "no program has a val score: the best on train is returned"))
     if eng.ids["val"]:
         best, tied = choose(pool, lambda p: _score(eng, p, "val"), eng._train, lambda p: _probe_values(eng, p, "val"),
                             order, eng.config.select)
@@ -95,7 +128,9 @@ def finish(eng: Engine) -> dict[str, Any]:
     if eng.ids["test"]:
         test_targets = [eng._target(p) for p in dict.fromkeys(([best] if best else []) + seed_ids)]
         eng.view.log(f"final: scoring {len(test_targets)} programs on test ({len(eng.ids['test'])} episodes)")
-        eng.evaluator.ensure(test_targets, "test", eng.ids["test"], stoppable=False)
+        skipped["test"] = _bounded(eng, test_targets, "test", t0 + limit_s)
+        if skipped["test"]:
+            eng.view.log(f"final: {_why(eng)}: {skipped['test']} test evaluations skipped (shown as '-')")
     if best is not None:
         eng.best_id = best
         def f(v: float | None) -> str:
@@ -105,6 +140,8 @@ def finish(eng: Engine) -> dict[str, Any]:
                         f"val {f(_score(eng, best, 'val'))}, test {f(_score(eng, best, 'test'))}")
     summary = summarize(eng, best)
     summary["note"] = budget_note(eng, seeds_done)
+    summary["final"] = {"minutes_limit": eng.config.stops.final_minutes, "skipped": skipped,
+                        "seconds": round(time.monotonic() - t0, 1)}
     with eng.store.tx():
         eng.store.event("final", summary)
         eng.store.set_state("final", summary)

@@ -61,13 +61,13 @@ class _UsageBackend:
 
 class BrokerActor:
     def __init__(self, run_dir: str | None, backend: Backend | None, model: str = "",
-                 budget_usd: float | None = None):
+                 budget_usd: float | None = None, budget_tokens: int | None = None, limits: Any = None):
         self._store = _ThreadStores(Path(run_dir)) if run_dir else None
         self._local = threading.local()
         self._lock = threading.Lock()
         self._usage: dict[str, list[float]] = {}
         wrapped = _UsageBackend(backend, self._charge) if backend is not None else None
-        self.ledger = Ledger(self._store, wrapped, model, budget_usd)
+        self.ledger = Ledger(self._store, wrapped, model, budget_usd, budget_tokens, limits)
 
     def _charge(self, reply: LLMReply) -> None:
         job = getattr(self._local, "job", "")
@@ -89,10 +89,13 @@ class BrokerActor:
 
         return os.getpid()
 
-    def llm(self, job: str, purpose: str, messages: list[dict[str, Any]] | str, kw: dict[str, Any]) -> str:
+    def llm(self, job: str, purpose: str, messages: list[dict[str, Any]] | str, kw: dict[str, Any],
+            candidate: str = "") -> str:
+        """One call for ``job``; ``candidate`` (the program id) for a harness's calls, so its share of
+        the budget is counted here, where all its episodes' calls arrive."""
         self._local.job = job
         self._sync_spent()
-        return self.ledger.call(purpose, messages, **kw)
+        return self.ledger.ask(messages, purpose, dict(kw or {}), candidate)
 
     def take_usage(self, job: str) -> tuple[int, float, bool]:
         """(tokens, cost) charged to ``job`` (all its attempts), and whether the budget is exhausted."""

@@ -139,6 +139,7 @@ class WorkerSpec:
     embedder: str = "hashing"  # how to build the run's embedder in a worker: "hashing" or "local"
     embedder_name: str = "hashing"  # what the harness sees as ``toolkit.embedder_name``
     broker: Any = field(default=None, hash=False, compare=False)  # actor handle
+    limits: Any = field(default=None, hash=False, compare=False)  # the run's LLMLimits (embed quotas)
 
 
 _BACKENDS: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
@@ -210,12 +211,14 @@ def _embedder(choice: str) -> Any:
 
 
 def _worker_toolkit(spec: WorkerSpec, call_id: str) -> Toolkit:
-    llm = None
-    if spec.has_llm:
+    def route(purpose: str, candidate: str) -> Any:
         def llm(messages: Any, **kw: Any) -> str:
-            return _ray_call(spec.broker.llm.remote(call_id, "harness", messages, kw))
+            return _ray_call(spec.broker.llm.remote(call_id, purpose, messages, kw, candidate))
 
-    return Toolkit(llm=llm, embed=_embedder(spec.embedder), embedder_name=spec.embedder_name)
+        return llm
+
+    return Toolkit(llm=route("harness", "") if spec.has_llm else None, embed=_embedder(spec.embedder),
+                   embedder_name=spec.embedder_name, route=route if spec.has_llm else None, limits=spec.limits)
 
 
 def run_job(job: EvalJob, episode: Episode, spec: WorkerSpec, call_id: str) -> tuple[EpisodeResult, int]:
@@ -291,7 +294,8 @@ class RayExecutor:
         self.spec = WorkerSpec(backend=_backend_name(backend), backend_options=tuple(sorted((backend_options or {}).items())),
                                config=config, labels=tuple(sorted((labels or {}).items())),
                                has_llm=toolkit.has_llm, embedder=embedder,
-                               embedder_name=getattr(toolkit, "embedder_name", "hashing"), broker=self._broker)
+                               embedder_name=getattr(toolkit, "embedder_name", "hashing"), broker=self._broker,
+                               limits=getattr(toolkit, "limits", None))
         self._task = ray.remote(run_job).options(num_cpus=0, resources={RESOURCE: 1}, max_retries=max_retries,
                                                  retry_exceptions=False, name="mstar_eval")
         self._episode_refs: dict[str, Any] = {}
@@ -314,7 +318,8 @@ class RayExecutor:
         here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
         actor = ray.remote(BrokerActor).options(num_cpus=0, max_concurrency=max(4, 2 * self.slots),
                                                 max_restarts=3, max_task_retries=1, scheduling_strategy=here)
-        handle = actor.remote(run_dir, backend, getattr(meter, "model", ""), getattr(meter, "budget", None))
+        handle = actor.remote(run_dir, backend, getattr(meter, "model", ""), getattr(meter, "budget", None),
+                              getattr(meter, "budget_tokens", None), getattr(meter, "limits", None))
         ray.get(handle.ping.remote())  # fail here, not in the first task, when the actor cannot start
         return handle
 

@@ -128,7 +128,7 @@ class ScoreBook:
 
 
 def digest(result: EpisodeResult, metric: str, diagnoses: dict[str, dict[str, Any]],
-           llm_cost: float = 0.0) -> tuple[EpisodeAgg, dict[str, Any], list[dict[str, Any]]]:
+           llm_cost: float = 0.0, llm_tokens: int = 0) -> tuple[EpisodeAgg, dict[str, Any], list[dict[str, Any]]]:
     """An episode result -> (aggregate, summary row, probe rows) for the book and the store."""
     agg = EpisodeAgg(cost=llm_cost, failure=result.failure[0] if result.failure else None,
                      detail=result.failure[1][:300] if result.failure else "")
@@ -142,6 +142,10 @@ def digest(result: EpisodeResult, metric: str, diagnoses: dict[str, dict[str, An
             m["error"] = p.error[:300]
         if p.credited:
             m["credited"] = p.credited
+        if getattr(p, "qa_error", None):
+            m["qa_error"] = p.qa_error[:300]
+        if getattr(p, "judge_unusable", False):
+            m["judge_unusable"] = 1
         diag = diagnoses.get(p.probe_id)
         agg.add_probe(m, metric, p.context_tokens, diag)
         rows.append({"probe": p.probe_id, "metrics": m, "tokens": p.context_tokens, "latency": p.read_ms,
@@ -154,6 +158,9 @@ def digest(result: EpisodeResult, metric: str, diagnoses: dict[str, dict[str, An
         "write_ms_sum": sum(result.write_ms),
         "manage_ms_sum": sum(result.manage_ms),
         "llm_cost": llm_cost,
+        "llm_tokens": llm_tokens,
+        "qa_errors": sum(1 for p in result.probes if getattr(p, "qa_error", None)),
+        "judge_unusable": sum(1 for p in result.probes if getattr(p, "judge_unusable", False)),
     }
     return agg, summary, rows
 

@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS evaluations(
 CREATE TABLE IF NOT EXISTS llm_calls(
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, purpose TEXT NOT NULL, model TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
-    tokens INTEGER NOT NULL DEFAULT 0, cost REAL NOT NULL DEFAULT 0, cached INTEGER NOT NULL DEFAULT 0);
+    tokens INTEGER NOT NULL DEFAULT 0, cost REAL NOT NULL DEFAULT 0, cached INTEGER NOT NULL DEFAULT 0,
+    program TEXT NOT NULL DEFAULT '', kind TEXT NOT NULL DEFAULT 'llm', ms REAL NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS llm_cache(key TEXT PRIMARY KEY, reply TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS proposals(
@@ -96,6 +98,11 @@ class RunStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
+        cols = {r[1] for r in self.conn.execute("PRAGMA table_info(llm_calls)")}
+        for col, decl in (("program", "TEXT NOT NULL DEFAULT ''"), ("kind", "TEXT NOT NULL DEFAULT 'llm'"),
+                          ("ms", "REAL NOT NULL DEFAULT 0"), ("error", "TEXT NOT NULL DEFAULT ''")):
+            if col not in cols:  # a run.db from before calls were attributed: resumable all the same
+                self.conn.execute(f"ALTER TABLE llm_calls ADD COLUMN {col} {decl}")
         self._depth = 0
 
     @property
@@ -157,14 +164,15 @@ class RunStore:
 
     # --- evaluations ------------------------------------------------------------------------------
     def add_episode(self, program: str, split: str, episode: str, summary: dict[str, Any],
-                    probes: list[dict[str, Any]], cost: float = 0.0) -> None:
+                    probes: list[dict[str, Any]], cost: float = 0.0, llm_tokens: int = 0) -> None:
         """All rows of one evaluated episode, in one transaction. ``probes``: dicts with keys
-        probe, metrics, tokens, latency, diagnosis."""
+        probe, metrics, tokens (context tokens), latency, diagnosis. The summary row (probe '') holds
+        the episode's LLM tokens and cost."""
         now = time.time()
         rows = [(program, split, episode, p["probe"], i, json.dumps(p["metrics"]), int(p.get("tokens", 0)), 0.0,
                  float(p.get("latency", 0.0)), json.dumps(p["diagnosis"]) if p.get("diagnosis") else None, now)
                 for i, p in enumerate(probes)]
-        rows.append((program, split, episode, "", -1, json.dumps(summary), 0, float(cost),
+        rows.append((program, split, episode, "", -1, json.dumps(summary), int(llm_tokens), float(cost),
                      float(summary.get("wall_s", 0.0)) * 1000, None, now))
         with self.tx() as c:
             c.executemany("INSERT OR REPLACE INTO evaluations VALUES(?,?,?,?,?,?,?,?,?,?,?)", rows)
@@ -252,11 +260,13 @@ class RunStore:
             c.execute("INSERT OR REPLACE INTO state VALUES(?,?)", (key, json.dumps(value)))
 
     def add_llm_call(self, purpose: str, model: str, prompt_tokens: int, completion_tokens: int,
-                     cost: float, cached: bool) -> None:
+                     cost: float, cached: bool, program: str = "", kind: str = "llm", ms: float = 0.0,
+                     error: str = "") -> None:
         with self.tx() as c:
-            c.execute("INSERT INTO llm_calls(ts, purpose, model, prompt_tokens, completion_tokens, tokens, cost, cached) "
-                      "VALUES(?,?,?,?,?,?,?,?)", (time.time(), purpose, model, prompt_tokens, completion_tokens,
-                                                  prompt_tokens + completion_tokens, cost, int(cached)))
+            c.execute("INSERT INTO llm_calls(ts, purpose, model, prompt_tokens, completion_tokens, tokens, cost, cached, "
+                      "program, kind, ms, error) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                      (time.time(), purpose, model, prompt_tokens, completion_tokens, prompt_tokens + completion_tokens,
+                       cost, int(cached), program, kind, float(ms), error))
 
     def llm_totals(self) -> tuple[int, float]:
         r = self.conn.execute("SELECT COALESCE(SUM(tokens),0), COALESCE(SUM(cost),0) FROM llm_calls").fetchone()

@@ -1,4 +1,5 @@
-"""``mstar doctor``: what this machine has for mstar, each missing piece with its fix. No network calls."""
+"""``mstar doctor``: what this machine has for mstar, each missing piece with its fix. No network calls,
+except one to ``--api-base`` when it is given (is a server listening there?)."""
 
 from __future__ import annotations
 
@@ -103,7 +104,37 @@ def _model(model: str | None, api_base: str | None) -> Check:
     missing = env.get("missing_keys") or []
     if missing and not api_base:
         return Check("model", "missing", f"{model}: {', '.join(missing)} not set", f"export {missing[0]}=...")
-    return Check("model", "ok", f"{model}" + (f" at {api_base}" if api_base else "") + " (keys present; not called)")
+    if api_base:
+        dead = _unreachable(api_base)
+        if dead:
+            return Check("model", "missing", f"{model} at {api_base}: {dead}",
+                         "start the server (it must listen on that host and port), or fix --api-base")
+        return Check("model", "ok", f"{model} at {api_base} (the server answers; the model was not called)")
+    return Check("model", "ok", f"{model} (keys present; not called)")
+
+
+def _unreachable(api_base: str, timeout_s: float = 3.0) -> str | None:
+    """Why nothing usable answers at ``api_base`` (no TCP listener, or not HTTP), or None."""
+    import socket
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlparse
+
+    url = urlparse(api_base)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return "not an http(s) URL"
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
+    except OSError as e:
+        return f"nothing listens on {url.hostname}:{port} ({e.strerror or type(e).__name__})"
+    try:
+        urllib.request.urlopen(api_base.rstrip("/") + "/models", timeout=timeout_s).close()  # noqa: S310 - the user's URL
+    except urllib.error.HTTPError:
+        return None  # an HTTP server answered (401 / 404 are its business)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return f"{url.hostname}:{port} accepts connections but does not answer HTTP ({type(e).__name__})"
+    return None
 
 
 def run_checks(model: str | None = None, api_base: str | None = None) -> list[Check]:

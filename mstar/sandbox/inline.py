@@ -10,7 +10,7 @@ import time
 import traceback
 from typing import Any
 
-from mstar.errors import CandidateFailure, HarnessError, LLMUnavailable
+from mstar.errors import BudgetExceeded, CandidateFailure, HarnessError, LLMUnavailable
 from mstar.harness.loader import HarnessProgram, load_module
 from mstar.sandbox.base import SessionLimits
 from mstar.toolkit import Toolkit
@@ -51,7 +51,7 @@ class InlineSession:
             return fn()
         except LLMUnavailable as e:
             raise CandidateFailure("needs_llm", str(e)) from None
-        except CandidateFailure:
+        except (CandidateFailure, BudgetExceeded):
             raise
         except MemoryError:
             raise CandidateFailure("oom", f"MemoryError in {what}") from None

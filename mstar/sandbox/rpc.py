@@ -13,8 +13,9 @@ mapping of every way a runner can misbehave to a ``CandidateFailure`` with a spe
   ``forbidden`` (the runner's guard caught a process / network / native / write attempt),
   ``resource_limit`` (a pids / files / file-size limit was hit)
 
-Time the host spends answering ``llm`` / ``embed`` does not count against the deadlines: they measure
-the candidate's own work; model calls have the broker's own timeouts.
+Time the host spends answering ``llm`` does not count against the deadlines (a model call has the
+broker's own timeout and caps); time spent on ``embed`` does: the candidate chooses how much it embeds,
+so host CPU it makes us burn is its own time (and capped per episode, see ``mstar.llm_limits``).
 """
 
 from __future__ import annotations
@@ -183,9 +184,10 @@ class RpcSession:
             if "method" in msg:
                 t0 = time.monotonic()
                 self._serve(mid, msg["method"], msg["params"], deadline)
-                spent = time.monotonic() - t0
-                deadline += spent  # model calls are the host's time, not the candidate's
-                self._episode_end += spent
+                if msg["method"] == "llm":  # model calls are the host's time; embeds are the candidate's
+                    spent = time.monotonic() - t0
+                    deadline += spent
+                    self._episode_end += spent
                 continue
             if mid != rid:
                 raise self._fail("protocol_error", f"{method}: reply for id {mid!r}, expected {rid}")
@@ -249,15 +251,19 @@ class RpcSession:
             else:
                 raise ValueError(f"unknown host method {method!r}")
             reply: dict[str, Any] = {"id": cid, "result": result}
-        except BudgetExceeded:
-            # The run's hard budget is spent: the evaluation stops here, not just this candidate.
-            self._dead = CandidateFailure("budget", "the run's LLM budget is spent")
+        except BudgetExceeded as e:
+            # The run's hard budget is spent (or its model stopped answering, ModelUnreachable): the
+            # evaluation stops here, unscored, not just this candidate.
+            self._dead = CandidateFailure("budget", str(e)[:300])
             self.t.kill()
             raise
         except InfrastructureError:
             # The broker went away: the evaluation is retried later, the harness is never told.
             self.t.kill()
             raise
+        except CandidateFailure as e:
+            # A quota the candidate exhausted (its share of the LLM budget, embed calls): it fails here.
+            raise self._fail(e.reason, e.detail) from None
         except LLMUnavailable as e:
             self._said_unavailable = True
             reply = {"id": cid, "error": {"kind": "unavailable", "message": str(e)}}

@@ -31,6 +31,10 @@ def summarize_probes(probes: list[ProbeScore], write_ms: Iterable[float] = ()) -
     out["write_ms_p50"] = _p50(list(write_ms))
     out["probes"] = len(probes)
     out["errors"] = sum(1 for p in probes if p.error)
+    # LLM mode: answer steps whose model call failed, and judge verdicts that were neither yes nor no
+    # (both scored 0): shown beside the score so a number is never read without them.
+    out["qa_errors"] = sum(1 for p in probes if getattr(p, "qa_error", None))
+    out["judge_unusable"] = sum(1 for p in probes if getattr(p, "judge_unusable", False))
     return out
 
 

@@ -111,6 +111,8 @@ class ProbeScore:
     answer: str | None = None
     qa_f1: float | None = None
     qa_judge: float | None = None
+    qa_error: str | None = None  # the answer step's model call failed (the probe's QA scores are 0)
+    judge_unusable: bool = False  # the judge said neither yes nor no (scored 0, counted)
 
     def metrics(self) -> dict[str, float | None]:
         return {

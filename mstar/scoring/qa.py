@@ -25,6 +25,7 @@ from typing import Any
 from mstar.episodes import Probe
 
 ANSWER_MAX_TOKENS = 64
+JUDGE_MAX_TOKENS = 8  # "yes" / "no", with room for "Yes." from models that ignore "exactly one word"
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
 
@@ -74,19 +75,26 @@ def judge_messages(probe: Probe, response: str) -> list[dict[str, str]]:
 
 
 def parse_verdict(reply: str) -> float | None:
-    """'yes' -> 1, 'no' -> 0, anything else -> None (an unusable verdict is not a score)."""
+    """'yes' -> 1, 'no' -> 0, anything else -> None (unusable: the caller scores it 0 and counts it)."""
     m = re.search(r"\b(yes|no)\b", reply.strip().lower())
     return None if m is None else float(m.group(1) == "yes")
 
 
 def answer_and_judge(llm: LLMFn, instructions: str, context: str, probe: Probe,
-                     judge: bool = True) -> dict[str, Any]:
-    """One probe through the answer step (and the judge): {"answer", "qa_f1", "qa_judge"}."""
+                     judge: bool = True, judge_llm: LLMFn | None = None) -> dict[str, Any]:
+    """One probe through the answer step (and the judge): {"answer", "qa_f1", "qa_judge", "judge_unusable"}.
+
+    A verdict that is neither yes nor no scores 0 and sets ``judge_unusable`` (counted in the tables):
+    dropping it would let an answer crafted to confuse the judge (the harness writes the instructions
+    the answer follows) take its probe out of the mean."""
     answer = llm(answer_messages(instructions, context, probe), max_tokens=ANSWER_MAX_TOKENS, temperature=0)
-    out: dict[str, Any] = {"answer": answer.strip(), "qa_f1": None, "qa_judge": None}
+    out: dict[str, Any] = {"answer": answer.strip(), "qa_f1": None, "qa_judge": None, "judge_unusable": False}
     gold = None if probe.answer is None else str(probe.answer).strip()
     if gold and not probe.abstention:
         out["qa_f1"] = token_f1(answer, gold)
     if judge and (gold or probe.abstention):
-        out["qa_judge"] = parse_verdict(llm(judge_messages(probe, answer), max_tokens=4, temperature=0))
+        verdict = parse_verdict((judge_llm or llm)(judge_messages(probe, answer), max_tokens=JUDGE_MAX_TOKENS,
+                                                   temperature=0))
+        out["judge_unusable"] = verdict is None
+        out["qa_judge"] = 0.0 if verdict is None else verdict
     return out

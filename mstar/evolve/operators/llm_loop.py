@@ -3,7 +3,8 @@
 A reply becomes a child by ``patch.apply_reply``; the child must then compile, pass the harness
 validator (``from_source``) and a smoke run in a sandbox. Any failure is sent back to the model with
 ``prompts/fix.md`` (within the same conversation, so the model sees what it wrote), up to ``tries``
-model calls in total; after that the operator fails with the last reason.
+model calls in total; after that the operator fails with the last reason, its detail listing every
+try's reason.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from mstar.errors import LLMError
 from mstar.evolve.operators.base import OperatorContext, OperatorFailed, ParentView
 from mstar.evolve.operators.patch import PatchError, apply_reply
 
@@ -121,8 +123,13 @@ def _loop(llm: Callable[..., str], messages: list[dict[str, str]], base_source: 
     messages = list(messages)
     base = base_source
     reason, detail = "no_reply", ""
+    log: list[str] = []  # every try's reason: the proposal's record keeps them all, not just the last
     for attempt in range(1, tries + 1):
-        reply = llm(messages, **kw)
+        try:
+            reply = llm(messages, **kw)
+        except LLMError as e:
+            log.append(f"try {attempt}: llm_error: {str(e)[:300]}")
+            raise OperatorFailed("llm_error", " | ".join(log)[:1500]) from None
         child: str | None = None
         try:
             child, parsed = apply_reply(base, reply)
@@ -133,6 +140,7 @@ def _loop(llm: Callable[..., str], messages: list[dict[str, str]], base_source: 
             return LoopResult(source=child, note=note[:1000], llm_calls=attempt)
         except (PatchError, ChildCheckError) as e:
             reason, detail = e.reason, e.detail
+            log.append(f"try {attempt}: {reason}: {trim(detail, 300)}")
         if attempt == tries:
             break
         # Edits in the next answer apply to what the model produced, when its patch applied; else to
@@ -146,4 +154,4 @@ def _loop(llm: Callable[..., str], messages: list[dict[str, str]], base_source: 
         messages += [{"role": "assistant", "content": reply},
                      {"role": "user", "content": prompt("fix", attempt=attempt, max_tries=tries, reason=reason,
                                                         detail=trim(detail, 2000), base=where)}]
-    raise OperatorFailed(reason, f"after {tries} tries: {detail}"[:1500])
+    raise OperatorFailed(reason, f"after {tries} tries: " + " | ".join(log)[:1480])
