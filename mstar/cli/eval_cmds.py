@@ -121,7 +121,9 @@ def eval_cmd(
     harness: Annotated[str | None, typer.Argument(help="A seed name (see `mstar seeds`) or a path to a harness .py file.")] = None,
     task: Annotated[str, typer.Option("--task", "-t", help="Task suite (see `mstar tasks`).")] = "synthetic",
     data: Annotated[Path | None, typer.Option("--data", help="Data file or folder (else $MSTAR_DATA).")] = None,
-    split: Annotated[str, typer.Option("--split", help="train, val, test or all.")] = "test",
+    split: Annotated[str, typer.Option(
+        "--split", help="train (default: a split the search may see), val, test (the held-out split "
+        "evolution reports; scored only when asked for) or all.")] = "train",
     budget: Annotated[int, typer.Option("--budget", min=1, help="Context budget in tokens (regex \\w+|[^\\w\\s]).")] = 1024,
     sandbox: Annotated[str, typer.Option("--sandbox", help="auto (docker where an engine answers and the image is "
                                          "built, else process), docker, process or inline.")] = "auto",

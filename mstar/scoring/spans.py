@@ -1,0 +1,178 @@
+"""Where an event's text is shown in a context: in-order spans over word tokens, each claimed once.
+
+Text is compared as lower-cased word tokens (``\\w+``, the word part of the budget lexer in
+``mstar.tokens``), so spacing and punctuation never matter and nothing finer than a word does.
+
+An event of ``n`` word tokens is *held* by a token range of the context when some window of that range
+is within ``floor((1 - THETA) * n)`` unit-cost edits (insert, delete, substitute a token) of the event's
+tokens (approximate substring matching, Sellers 1980). With ``THETA = 0.9``: at least 90 % of the event's
+tokens, in order, inside a window at most 10 % longer than the event. A bag of the event's words, its words
+reversed or shuffled, its first 60 %, or its words braided with another turn's are all far outside that.
+
+Every credited event *claims* the window it matched; a later event cannot use claimed tokens, so one
+shown copy of a text credits one event, however many ids list it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import Counter
+
+import numpy as np
+
+THETA = 0.9
+# Upper bound on dynamic-programming cells (event tokens x window tokens) per read: a hostile item that
+# lists thousands of near-matching ids cannot make scoring slow. A whole-turn harness needs none (its
+# events match contiguously); at budget 1,024 this allows ~100 full-context alignments of 100-token turns.
+MAX_DP_CELLS = 10_000_000
+
+_WORD_RE = re.compile(r"\w+")
+
+
+def normalise_ws(text: str) -> str:
+    # str.split() splits on exactly what re's \s matches (str.isspace), ~5x faster than a regex sub.
+    return " ".join(text.split())
+
+
+def allowed_edits(n: int) -> int:
+    """Edits allowed when matching an event of ``n`` word tokens (0 below 10 tokens: exact)."""
+    return int((1.0 - THETA) * n + 1e-9)
+
+
+class ContextSpans:
+    """One read's context: its word tokens, which tokens are claimed, which item occurrences are taken."""
+
+    def __init__(self, context: str):
+        self.norm = normalise_ws(context)
+        matches = list(_WORD_RE.finditer(self.norm))
+        self.starts = [m.start() for m in matches]
+        self.ends = [m.end() for m in matches]
+        self.words = [m.group().lower() for m in matches]
+        self.claimed = bytearray(len(self.words))
+        self._next_occurrence: dict[str, int] = {}
+        self._next_symbolic: dict[tuple[int, str], int] = {}
+        self._ids: dict[str, int] = {}
+        self._codes = np.array([self._code(w) for w in self.words], dtype=np.int64)
+        self.dp_cells = 0
+
+    def _code(self, word: str) -> int:
+        return self._ids.setdefault(word, len(self._ids))
+
+    def occurrence(self, item_text: str) -> tuple[int, int, int, int] | None:
+        """The next free occurrence of ``item_text`` in the context: (char start, char end, token lo, token hi).
+
+        Items with the same text take successive, non-overlapping occurrences; None when the text is
+        empty or has no free occurrence left (the item is not shown).
+        """
+        text = normalise_ws(item_text)
+        if not text:
+            return None
+        pos = self.norm.find(text, self._next_occurrence.get(text, 0))
+        if pos < 0:
+            return None
+        end = pos + len(text)
+        self._next_occurrence[text] = end
+        # Only tokens wholly inside the occurrence count: "ab" shown inside "xaby" shows no word "ab".
+        lo = bisect.bisect_left(self.starts, pos)
+        hi = bisect.bisect_right(self.ends, end)
+        return pos, end, lo, max(lo, hi)
+
+    def _runs(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        runs, a = [], None
+        for p in range(lo, hi):
+            if self.claimed[p]:
+                if a is not None:
+                    runs.append((a, p))
+                    a = None
+            elif a is None:
+                a = p
+        if a is not None:
+            runs.append((a, hi))
+        return runs
+
+    def claim(self, occ: tuple[int, int, int, int], event_words: list[str], event_text: str) -> bool:
+        """Credit an event inside occurrence ``occ`` if an unclaimed window holds it; claim that window."""
+        n = len(event_words)
+        if n == 0:
+            return self._claim_symbolic(occ, event_text)
+        k = allowed_edits(n)
+        runs = [r for r in self._runs(occ[2], occ[3]) if r[1] - r[0] >= n - k]
+        for a, b in runs:
+            hit = self._exact(a, b, event_words)
+            if hit is not None:
+                self._mark(hit, hit + n)
+                return True
+        if k == 0:
+            return False
+        need = Counter(event_words)
+        for a, b in runs:
+            have = Counter(self.words[a:b])
+            if sum(min(c, have[w]) for w, c in need.items()) < n - k:
+                continue  # fewer shared tokens than a match needs: no alignment can succeed
+            if self.dp_cells + n * (b - a) > MAX_DP_CELLS:
+                return False
+            self.dp_cells += n * (b - a)
+            window = self._align(a, b, event_words, k)
+            if window is not None:
+                self._mark(*window)
+                return True
+        return False
+
+    def _exact(self, a: int, b: int, ev: list[str]) -> int | None:
+        n, first, words = len(ev), ev[0], self.words
+        for p in range(a, b - n + 1):
+            if words[p] == first and words[p : p + n] == ev:
+                return p
+        return None
+
+    def _align(self, a: int, b: int, ev: list[str], k: int) -> tuple[int, int] | None:
+        """Sellers' approximate substring match of ``ev`` in tokens [a, b); the best window if within ``k``."""
+        w = self._codes[a:b]
+        m = len(w)
+        e = np.array([self._ids.get(t, -1) for t in ev], dtype=np.int64)
+        j = np.arange(m + 1, dtype=np.int64)
+        big = m + 2
+        cost = np.zeros(m + 1, dtype=np.int64)  # row 0: an empty prefix matches anywhere for free
+        start = j.copy()
+        for i in range(1, len(ev) + 1):
+            diag = cost[:-1] + (w != e[i - 1])
+            up = cost[1:] + 1
+            take_diag = diag <= up
+            c = np.empty(m + 1, dtype=np.int64)
+            s = np.empty(m + 1, dtype=np.int64)
+            c[0], s[0] = i, 0
+            c[1:] = np.where(take_diag, diag, up)
+            s[1:] = np.where(take_diag, start[:-1], start[1:])
+            # Insertions along the row: D[j] = min_{j' <= j} (c[j'] + j - j'); one key carries the value and
+            # (for ties) the latest start, so a cumulative minimum solves the row without a Python loop.
+            key = (c - j + big) * big + (big - 1 - s)
+            key = np.minimum.accumulate(key)
+            cost = key // big - big + j
+            start = big - 1 - key % big
+        best = int(np.argmin(cost[1:])) + 1
+        if cost[best] > k:
+            return None
+        return a + int(start[best]), a + best
+
+    def _mark(self, a: int, b: int) -> None:
+        self.claimed[a:b] = b"\x01" * (b - a)
+
+    def _claim_symbolic(self, occ: tuple[int, int, int, int], event_text: str) -> bool:
+        # An event with no word token (e.g. "?!") must appear verbatim, each credit at its own place.
+        text = normalise_ws(event_text).lower()
+        if not text:
+            return False
+        key = (occ[0], text)
+        pos = self.norm.lower().find(text, self._next_symbolic.get(key, occ[0]), occ[1])
+        if pos < 0:
+            return False
+        self._next_symbolic[key] = pos + len(text)
+        return True
+
+
+def holds(text: str, event_words: list[str], event_text: str) -> bool:
+    """Whether ``text`` alone holds the event as an in-order span (no claims: diagnosis of stored records)."""
+    spans = ContextSpans(text)
+    occ = (0, len(spans.norm), 0, len(spans.words))
+    return spans.claim(occ, event_words, event_text)
