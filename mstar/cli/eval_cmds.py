@@ -13,6 +13,7 @@ import typer
 
 from mstar.cli.common import build_toolkit, fmt, json_stdout, parse_pairs
 from mstar.errors import UsageError
+from mstar.scoring import METRIC_VERSION
 
 METRIC_COLUMNS = [
     ("evidence_recall", "recall@B"),
@@ -194,7 +195,7 @@ def eval_cmd(
                 return {"harness": name, "skipped": "needs --model"}
             return {
                 "harness": name, "task": task, "split": split, "budget": budget,
-                "embedder": getattr(toolkit, "embedder_name", None),
+                "metric_version": METRIC_VERSION, "embedder": getattr(toolkit, "embedder_name", None),
                 "overall": {k: summary["overall"][k] for k in JSON_KEYS} | {
                     "session_recall": summary["overall"]["session_recall"],
                     "qa_f1": summary["overall"]["qa_f1"], "qa_judge": summary["overall"]["qa_judge"],
