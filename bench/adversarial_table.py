@@ -42,12 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     episodes = get_task(args.task, data=args.data if args.task != "synthetic" else None).episodes(args.split)
     old_scores: list[float] = []
     real = ev.score_read
-    old_index: dict[int, object] = {}
 
     def scoring(probe, result, index, budget, read_ms=0.0):
         ps = real(probe, result, index, budget, read_ms)
         if old is not None and ps.evidence_recall is not None:
-            oi = old_index.setdefault(id(index), old.EventIndex.of(list(index.events.values())))
+            oi = getattr(index, "_old_index", None)  # kept on the episode's index: ids of dead objects are reused
+            if oi is None:
+                oi = index._old_index = old.EventIndex.of(list(index.events.values()))
             old_scores.append(old.score_read(probe, result, oi, budget, read_ms).evidence_recall)
         return ps
 
