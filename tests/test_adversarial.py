@@ -23,7 +23,7 @@ HERE = Path(__file__).parent / "adversarial"
 TRICKS = sorted(p.stem for p in HERE.glob("*.py"))
 # Built on whole turns shown honestly: the trick may add nothing to what the same context earns when each
 # shown turn cites only its own id (the harness's ``honest`` knob).
-ON_HONEST_CONTEXT = {"id_padding", "duplicated_items", "substring_items"}
+ON_HONEST_CONTEXT = {"id_padding", "duplicated_items", "substring_items", "superset_citing"}
 FIXTURE_LME = Path(__file__).parent / "fixtures" / "longmemeval_small.json"
 
 
