@@ -228,3 +228,13 @@ class Memory:
     assert (mid.probe_id, end.probe_id) == ("mid", "end")
     assert set(mid.listed) == {"wD1:1", "wD1:2", "session_end"}
     assert [r["text"] for r in res.dump] == ["wD1:1", "wD1:2", "session_end", "wD2:1", "wD2:2", "session_end"]
+
+
+def test_an_item_cut_out_of_a_word_shows_no_word():
+    ev = Event(id="D7:1", session="7", speaker="Ana", text="Porto")
+    idx = EventIndex.of([*EVENTS, ev])
+    # The item "Porto" occurs only inside "XPortoY": the context shows no word "Porto".
+    r = read(("Porto", ["D7:1"]), context="we flew to XPortoY yesterday")
+    assert score_read(probe(["D7:1"]), r, idx, 100).evidence_recall == 0.0
+    r2 = read(("Porto", ["D7:1"]), context="we flew to Porto, yesterday")
+    assert score_read(probe(["D7:1"]), r2, idx, 100).evidence_recall == 1.0

@@ -15,7 +15,6 @@ shown copy of a text credits one event, however many ids list it.
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections import Counter
 
@@ -28,6 +27,7 @@ THETA = 0.9
 MAX_DP_CELLS = 10_000_000
 
 _WORD_RE = re.compile(r"\w+")
+_ONE_WORD_CHAR = re.compile(r"\w")
 
 
 def normalise_ws(text: str) -> str:
@@ -40,27 +40,39 @@ def allowed_edits(n: int) -> int:
     return int((1.0 - THETA) * n + 1e-9)
 
 
+class _Occurrence:
+    """The word tokens wholly inside one item occurrence (tokenised only when a source needs them)."""
+
+    __slots__ = ("pos", "end", "words", "starts", "ends", "codes")
+
+    def __init__(self, norm: str, pos: int, end: int):
+        self.pos, self.end = pos, end
+        matches = list(_WORD_RE.finditer(norm, pos, end))
+        # Only tokens wholly inside the occurrence count: "ab" shown inside "xaby" shows no word "ab".
+        if matches and pos > 0 and matches[0].start() == pos and _ONE_WORD_CHAR.match(norm, pos - 1):
+            matches = matches[1:]
+        if matches and end < len(norm) and matches[-1].end() == end and _ONE_WORD_CHAR.match(norm, end):
+            matches = matches[:-1]
+        self.words = [m.group().lower() for m in matches]
+        self.starts = [m.start() for m in matches]
+        self.ends = [m.end() for m in matches]
+        self.codes: np.ndarray | None = None
+
+
 class ContextSpans:
-    """One read's context: its word tokens, which tokens are claimed, which item occurrences are taken."""
+    """One read's context: where items occur, and which characters credited events have claimed."""
 
     def __init__(self, context: str):
         self.norm = normalise_ws(context)
-        matches = list(_WORD_RE.finditer(self.norm))
-        self.starts = [m.start() for m in matches]
-        self.ends = [m.end() for m in matches]
-        self.words = [m.group().lower() for m in matches]
-        self.claimed = bytearray(len(self.words))
+        self.claimed = bytearray(len(self.norm))  # per character; a claim covers whole tokens
         self._next_occurrence: dict[str, int] = {}
         self._next_symbolic: dict[tuple[int, str], int] = {}
+        self._tokens: dict[tuple[int, int], _Occurrence] = {}
         self._ids: dict[str, int] = {}
-        self._codes = np.array([self._code(w) for w in self.words], dtype=np.int64)
         self.dp_cells = 0
 
-    def _code(self, word: str) -> int:
-        return self._ids.setdefault(word, len(self._ids))
-
-    def occurrence(self, item_text: str) -> tuple[int, int, int, int] | None:
-        """The next free occurrence of ``item_text`` in the context: (char start, char end, token lo, token hi).
+    def occurrence(self, item_text: str) -> tuple[int, int] | None:
+        """The next free occurrence of ``item_text`` in the context, as (char start, char end).
 
         Items with the same text take successive, non-overlapping occurrences; None when the text is
         empty or has no free occurrence left (the item is not shown).
@@ -73,62 +85,73 @@ class ContextSpans:
             return None
         end = pos + len(text)
         self._next_occurrence[text] = end
-        # Only tokens wholly inside the occurrence count: "ab" shown inside "xaby" shows no word "ab".
-        lo = bisect.bisect_left(self.starts, pos)
-        hi = bisect.bisect_right(self.ends, end)
-        return pos, end, lo, max(lo, hi)
+        return pos, end
 
-    def _runs(self, lo: int, hi: int) -> list[tuple[int, int]]:
+    def _occ(self, occ: tuple[int, int]) -> _Occurrence:
+        o = self._tokens.get(occ)
+        if o is None:
+            o = self._tokens[occ] = _Occurrence(self.norm, *occ)
+        return o
+
+    def _runs(self, o: _Occurrence) -> list[tuple[int, int]]:
+        n = len(o.words)
+        if self.claimed.find(1, o.pos, o.end) < 0:
+            return [(0, n)] if n else []  # the usual case: nothing claimed here yet
         runs, a = [], None
-        for p in range(lo, hi):
-            if self.claimed[p]:
+        for i in range(n):
+            if self.claimed[o.starts[i]]:
                 if a is not None:
-                    runs.append((a, p))
+                    runs.append((a, i))
                     a = None
             elif a is None:
-                a = p
+                a = i
         if a is not None:
-            runs.append((a, hi))
+            runs.append((a, n))
         return runs
 
-    def claim(self, occ: tuple[int, int, int, int], event_words: list[str], event_text: str) -> bool:
+    def claim(self, occ: tuple[int, int], event_words: list[str], event_text: str) -> bool:
         """Credit an event inside occurrence ``occ`` if an unclaimed window holds it; claim that window."""
         n = len(event_words)
         if n == 0:
             return self._claim_symbolic(occ, event_text)
+        o = self._occ(occ)
         k = allowed_edits(n)
-        runs = [r for r in self._runs(occ[2], occ[3]) if r[1] - r[0] >= n - k]
+        runs = [r for r in self._runs(o) if r[1] - r[0] >= n - k]
         for a, b in runs:
-            hit = self._exact(a, b, event_words)
+            hit = self._exact(o.words, a, b, event_words)
             if hit is not None:
-                self._mark(hit, hit + n)
+                self._mark(o, hit, hit + n)
                 return True
         if k == 0:
             return False
         need = Counter(event_words)
         for a, b in runs:
-            have = Counter(self.words[a:b])
+            have = Counter(o.words[a:b])
             if sum(min(c, have[w]) for w, c in need.items()) < n - k:
                 continue  # fewer shared tokens than a match needs: no alignment can succeed
             if self.dp_cells + n * (b - a) > MAX_DP_CELLS:
                 return False
             self.dp_cells += n * (b - a)
-            window = self._align(a, b, event_words, k)
+            window = self._align(o, a, b, event_words, k)
             if window is not None:
-                self._mark(*window)
+                self._mark(o, *window)
                 return True
         return False
 
-    def _exact(self, a: int, b: int, ev: list[str]) -> int | None:
-        n, first, words = len(ev), ev[0], self.words
+    @staticmethod
+    def _exact(words: list[str], a: int, b: int, ev: list[str]) -> int | None:
+        n, first = len(ev), ev[0]
         for p in range(a, b - n + 1):
             if words[p] == first and words[p : p + n] == ev:
                 return p
         return None
 
-    def _align(self, a: int, b: int, ev: list[str], k: int) -> tuple[int, int] | None:
+    def _align(self, o: _Occurrence, a: int, b: int, ev: list[str], k: int) -> tuple[int, int] | None:
         """Sellers' approximate substring match of ``ev`` in tokens [a, b); the best window if within ``k``."""
-        w = self._codes[a:b]
+        if o.codes is None:
+            ids = self._ids
+            o.codes = np.array([ids.setdefault(w, len(ids)) for w in o.words], dtype=np.int64)
+        w = o.codes[a:b]
         m = len(w)
         e = np.array([self._ids.get(t, -1) for t in ev], dtype=np.int64)
         j = np.arange(m + 1, dtype=np.int64)
@@ -155,10 +178,11 @@ class ContextSpans:
             return None
         return a + int(start[best]), a + best
 
-    def _mark(self, a: int, b: int) -> None:
-        self.claimed[a:b] = b"\x01" * (b - a)
+    def _mark(self, o: _Occurrence, a: int, b: int) -> None:
+        lo, hi = o.starts[a], o.ends[b - 1]
+        self.claimed[lo:hi] = b"\x01" * (hi - lo)
 
-    def _claim_symbolic(self, occ: tuple[int, int, int, int], event_text: str) -> bool:
+    def _claim_symbolic(self, occ: tuple[int, int], event_text: str) -> bool:
         # An event with no word token (e.g. "?!") must appear verbatim, each credit at its own place.
         text = normalise_ws(event_text).lower()
         if not text:
@@ -174,5 +198,4 @@ class ContextSpans:
 def holds(text: str, event_words: list[str], event_text: str) -> bool:
     """Whether ``text`` alone holds the event as an in-order span (no claims: diagnosis of stored records)."""
     spans = ContextSpans(text)
-    occ = (0, len(spans.norm), 0, len(spans.words))
-    return spans.claim(occ, event_words, event_text)
+    return spans.claim((0, len(spans.norm)), event_words, event_text)
