@@ -238,3 +238,24 @@ def test_an_item_cut_out_of_a_word_shows_no_word():
     assert score_read(probe(["D7:1"]), r, idx, 100).evidence_recall == 0.0
     r2 = read(("Porto", ["D7:1"]), context="we flew to Porto, yesterday")
     assert score_read(probe(["D7:1"]), r2, idx, 100).evidence_recall == 1.0
+
+
+def test_many_overlapping_items_listing_many_ids_are_bounded():
+    """Thousands of distinct items (prefixes of one long context), each listing 300 evidence ids whose
+    texts share its words but not their order: the scan budget stops the work, nothing is credited."""
+    import random
+    import time
+
+    vocab = [f"w{i}" for i in range(50)]
+    rng = random.Random(1)
+    words = [rng.choice(vocab) for _ in range(1500)]
+    context = " ".join(words)
+    events = [Event(id=f"E:{i}", session="1", speaker="x", text=" ".join(rng.sample(vocab, 20))) for i in range(300)]
+    idx = EventIndex.of(events)
+    ids = [e.id for e in events]
+    items = [{"text": " ".join(words[: 200 + i]), "sources": ids} for i in range(0, 1300, 1)]
+    r = ReadResult.model_validate({"context": context, "items": items})
+    t0 = time.perf_counter()
+    s = score_read(probe(ids), r, idx, 4000)
+    assert time.perf_counter() - t0 < 60  # a bound against a hang, not a benchmark
+    assert s.evidence_recall < 0.05

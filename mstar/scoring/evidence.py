@@ -158,6 +158,9 @@ def score_read(probe: Probe, result: ReadResult, index: EventIndex, budget: int,
     listed: set[str] = set()
     gains: list[float] = []
     for item in result.items:
+        if spans.exhausted:  # a hostile read's work budget is spent: the rest of its items earn nothing
+            gains.append(0.0)
+            continue
         occ = spans.occurrence(item.text)
         if occ is None:
             gains.append(0.0)

@@ -22,9 +22,13 @@ import numpy as np
 
 THETA = 0.9
 # Upper bound on dynamic-programming cells (event tokens x window tokens) per read: a hostile item that
-# lists thousands of near-matching ids cannot make scoring slow. A whole-turn harness needs none (its
-# events match contiguously); at budget 1,024 this allows ~100 full-context alignments of 100-token turns.
-MAX_DP_CELLS = 10_000_000
+# lists thousands of near-matching ids cannot make scoring slow (~0.3 s at most). A whole-turn harness needs
+# none (its events match contiguously); an item-sized alignment of a 30-token turn is ~3,000 cells.
+MAX_DP_CELLS = 2_000_000
+# Upper bound on tokens scanned per read outside the alignment (exact search, pre-filter, tokenising item
+# occurrences): a read of thousands of distinct overlapping items, each listing hundreds of ids, stays
+# seconds, not minutes. A whole-turn read scans each evidence turn's item once (~10^3 tokens in all).
+MAX_SCAN_TOKENS = 2_000_000
 
 _WORD_RE = re.compile(r"\w+")
 _ONE_WORD_CHAR = re.compile(r"\w")
@@ -70,6 +74,12 @@ class ContextSpans:
         self._tokens: dict[tuple[int, int], _Occurrence] = {}
         self._ids: dict[str, int] = {}
         self.dp_cells = 0
+        self.scanned = 0
+
+    @property
+    def exhausted(self) -> bool:
+        """The read has used its work budget: nothing more can be credited."""
+        return self.scanned > MAX_SCAN_TOKENS
 
     def occurrence(self, item_text: str) -> tuple[int, int] | None:
         """The next free occurrence of ``item_text`` in the context, as (char start, char end).
@@ -114,7 +124,10 @@ class ContextSpans:
         n = len(event_words)
         if n == 0:
             return self._claim_symbolic(occ, event_text)
+        if self.scanned > MAX_SCAN_TOKENS:
+            return False
         o = self._occ(occ)
+        self.scanned += 2 * len(o.words)  # the runs, and the exact search or the pre-filter over them
         k = allowed_edits(n)
         runs = [r for r in self._runs(o) if r[1] - r[0] >= n - k]
         for a, b in runs:
@@ -140,10 +153,16 @@ class ContextSpans:
 
     @staticmethod
     def _exact(words: list[str], a: int, b: int, ev: list[str]) -> int | None:
-        n, first = len(ev), ev[0]
-        for p in range(a, b - n + 1):
-            if words[p] == first and words[p : p + n] == ev:
+        n, first, last = len(ev), ev[0], b - len(ev)
+        p = a
+        while p <= last:
+            try:
+                p = words.index(first, p, last + 1)  # C-speed scan to the next candidate start
+            except ValueError:
+                return None
+            if words[p : p + n] == ev:
                 return p
+            p += 1
         return None
 
     def _align(self, o: _Occurrence, a: int, b: int, ev: list[str], k: int) -> tuple[int, int] | None:
