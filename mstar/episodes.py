@@ -19,16 +19,12 @@ class Event(BaseModel):
     text: str
     meta: dict[str, Any] = Field(default_factory=dict)
 
-    def as_input(self) -> dict[str, Any]:
-        """The dict handed to ``Memory.write``."""
-        return {
-            "id": self.id,
-            "session": self.session,
-            "time": self.time,
-            "speaker": self.speaker,
-            "text": self.text,
-            "meta": dict(self.meta),
-        }
+    def as_input(self, visible_meta: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The dict handed to ``Memory.write`` (``mstar.visible``: allow-listed fields; ``meta`` keys only
+        when named in ``visible_meta``). ``meta`` itself stays on the host."""
+        from mstar.visible import event_input
+
+        return event_input(self, visible_meta)
 
 
 class Probe(BaseModel):
@@ -50,9 +46,12 @@ class Probe(BaseModel):
     position: int | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 
-    def as_query(self, budget: int) -> dict[str, Any]:
-        """The dict handed to ``Memory.read``: no gold fields, plus the token budget of the context."""
-        return {"id": self.id, "question": self.question, "time": self.time, "budget": budget}
+    def as_query(self, budget: int, alias: str = "q0") -> dict[str, Any]:
+        """The dict handed to ``Memory.read`` (``mstar.visible``): a neutral ``alias`` for the id, the question,
+        its time and the token budget; no gold field."""
+        from mstar.visible import query_input
+
+        return query_input(self, budget, alias)
 
     @property
     def scored_for_recall(self) -> bool:
@@ -66,6 +65,8 @@ class Episode(BaseModel):
     events: list[Event]
     probes: list[Probe]
     meta: dict[str, Any] = Field(default_factory=dict)
+    # Event meta keys the suite declares visible to the harness (mstar.visible); every other key is host-only.
+    visible_meta: tuple[str, ...] = ()
 
     def schedule(self) -> list[tuple[int, list[Probe]]]:
         """Probes grouped by the number of events written before they are asked, in stream order."""

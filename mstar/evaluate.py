@@ -25,6 +25,7 @@ from mstar.sandbox.base import SandboxBackend, SessionLimits, read_many
 from mstar.scoring.evidence import EventIndex, ProbeScore, score_read
 from mstar.scoring.qa import answer_and_judge
 from mstar.toolkit import Toolkit
+from mstar.visible import EpisodeView
 
 EXCERPT_CHARS = 600  # of a missed probe's context, kept for diagnosis and reflection
 
@@ -81,7 +82,8 @@ def evaluate_episode(
     config = config or EvalConfig()
     values = resolve(program.knob_specs, knobs)
     index = EventIndex.of(episode.events)
-    schedule = dict(episode.schedule())
+    view = EpisodeView(episode)  # the only source of what reaches write() and read()
+    schedule = {pos: view.read_order(probes) for pos, probes in episode.schedule()}
     result = EpisodeResult(episode_id=episode.id, probes=[])
     done: set[str] = set()
     qa_on = config.qa != "off" and toolkit.has_llm
@@ -110,7 +112,7 @@ def evaluate_episode(
                 return
             # One round trip for all the probes due here: a sandbox round trip costs more than a read.
             try:
-                answers = read_many(session, [p.as_query(config.budget) for p in probes])
+                answers = read_many(session, [view.query(p, config.budget) for p in probes])
             except CandidateFailure as e:
                 take(probes, getattr(e, "partial", []))  # the reads before the failure count
                 raise
@@ -160,7 +162,7 @@ def evaluate_episode(
 
         def wide_reads(missed: list) -> None:
             wide = config.budget * config.diagnose_factor
-            answers = read_many(session, [probe.as_query(wide) for probe, _ in missed])
+            answers = read_many(session, [view.query(probe, wide) for probe, _ in missed])
             for (probe, ps), (raw, _ms) in zip(missed, answers, strict=False):
                 try:
                     res = check_read_result(raw)
@@ -172,7 +174,7 @@ def evaluate_episode(
         guard()
         for a, b, ends_session in _segments(episode):
             for s in range(a, b, config.write_batch):
-                batch = [e.as_input() for e in episode.events[s : min(b, s + config.write_batch)]]
+                batch = [view.event(e) for e in episode.events[s : min(b, s + config.write_batch)]]
                 result.write_ms.extend(session.write(batch))
                 guard()
             if ends_session:

@@ -4,7 +4,9 @@ File: the public ``longmemeval_s.json`` or ``longmemeval_oracle.json`` (github x
 not shipped). It is a list of questions ``{question_id, question_type, question, answer, question_date,
 haystack_session_ids, haystack_dates, haystack_sessions: [[{role, content, has_answer?}]],
 answer_session_ids}``. Each question becomes one episode whose events are its haystack turns, in file
-order, with ids ``<session_id>:<turn_index>``; a session's date ("2023/05/20 (Sat) 02:21") becomes the
+order. Sessions are re-named by position (``s0``, ``s1``, ... in order of first appearance) and turns
+``<session>:<turn_index>``: the file's own session ids are gold (LongMemEval_S names evidence sessions
+``answer_<hash>_N``), so they stay on the host (``Probe.meta``). A session's date ("2023/05/20 (Sat) 02:21") becomes the
 ISO time of its turns. Turn-level evidence is the turns marked ``has_answer``; session-level evidence is
 ``answer_session_ids``. Questions whose id ends in ``_abs`` are abstention probes: kept, but left out of
 recall, as the official retrieval evaluation does.
@@ -132,6 +134,7 @@ class LongMemEvalTask:
         events: list[Event] = []
         evidence: list[str] = []
         used: dict[str, int] = {}
+        names: dict[str, str] = {}  # the file's session id -> its neutral name
         for s, (sid, date, turns) in enumerate(zip(sids, dates, sessions, strict=True)):
             where = f"[{i}].haystack_sessions[{s}]"
             if not isinstance(sid, str) or not sid:
@@ -145,11 +148,12 @@ class LongMemEvalTask:
                                  f"[{i}].haystack_dates[{s}]") from None
             if not isinstance(turns, list):
                 raise self._fail(f"expected a list of turns, got {type(turns).__name__}", where)
-            # A session id repeated inside one haystack keeps its session, but its turn ids get a suffix
-            # so every event id stays unique.
+            # A session id repeated inside one haystack keeps its (neutral) session name, but its turn ids
+            # get a suffix so every event id stays unique.
+            name = names.setdefault(sid, f"s{len(names)}")
             n = used.get(sid, 0)
             used[sid] = n + 1
-            prefix = sid if n == 0 else f"{sid}~{n}"
+            prefix = name if n == 0 else f"{name}~{n}"
             for t, turn in enumerate(turns):
                 tw = f"{where}[{t}]"
                 if not isinstance(turn, dict):
@@ -162,8 +166,7 @@ class LongMemEvalTask:
                 if not isinstance(has_answer, bool):
                     raise self._fail(f"expected true or false, got {has_answer!r}", f"{tw}.has_answer")
                 eid = f"{prefix}:{t}"
-                events.append(Event(id=eid, session=sid, time=when, speaker=turn["role"], text=turn["content"],
-                                    meta={"has_answer": True} if has_answer else {}))
+                events.append(Event(id=eid, session=name, time=when, speaker=turn["role"], text=turn["content"]))
                 if has_answer:
                     evidence.append(eid)
         ans_sessions = q["answer_session_ids"]
@@ -178,9 +181,11 @@ class LongMemEvalTask:
             answer=str(answer),
             evidence=evidence,
             category=q["question_type"],
-            evidence_sessions=list(dict.fromkeys(ans_sessions)),
+            # An answer session absent from the haystack keeps a name no event has (it counts as missed).
+            evidence_sessions=list(dict.fromkeys(names.get(a, f"missing:{a}") for a in ans_sessions)),
             abstention=abstention,
-            meta={"question_type": q["question_type"]},
+            meta={"question_type": q["question_type"], "question_id": qid,
+                  "sessions": {v: k for k, v in names.items()}},
         )
         return Episode(id=qid, events=events, probes=[probe],
                        meta={"sessions": len(sids), "abstention": abstention})

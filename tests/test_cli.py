@@ -41,6 +41,7 @@ def test_eval_synthetic_with_the_network_off():
     r = mstar("eval", "bm25", "--task", "synthetic", "--json", prefix=("unshare", "-rn"))
     out = json.loads(r.stdout)
     assert out["task"] == "synthetic" and out["overall"]["probes"] > 0
+    assert out["split"] == "train" and out["metric_version"] == 2  # test is scored only when asked for
     assert out["overall"]["evidence_recall"] > 0.3
 
 

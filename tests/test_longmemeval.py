@@ -27,9 +27,11 @@ def test_one_episode_per_question_with_turn_ids_dates_and_roles(episodes):
     raw = json.loads(FIXTURE.read_text())
     assert list(episodes) == [q["question_id"] for q in raw]
     ep = episodes["e47becba"]
-    assert [e.id for e in ep.events[:3]] == ["sharegpt_a1:0", "sharegpt_a1:1", "answer_280352e9:0"]
+    # Sessions are named by position: the file's ids (``answer_...`` for evidence) stay on the host.
+    assert [e.id for e in ep.events[:3]] == ["s0:0", "s0:1", "s1:0"]
+    assert ep.probes[0].meta["sessions"]["s1"] == "answer_280352e9"
     first = ep.events[2]
-    assert first.session == "answer_280352e9" and first.time == "2023-05-22T10:05" and first.speaker == "user"
+    assert first.session == "s1" and first.meta == {} and first.time == "2023-05-22T10:05" and first.speaker == "user"
     assert first.text.startswith("I graduated with a degree in Business Administration")
     assert len(ep.events) == sum(len(s) for s in raw[0]["haystack_sessions"])
     (probe,) = ep.probes
@@ -39,10 +41,13 @@ def test_one_episode_per_question_with_turn_ids_dates_and_roles(episodes):
 
 def test_evidence_is_the_has_answer_turns_and_the_answer_sessions(episodes):
     p = episodes["gpt4_2f8be40d"].probes[0]
-    assert p.evidence == ["answer_w1:0", "answer_w2:0"]
-    assert p.evidence_sessions == ["answer_w1", "answer_w2"]
+    names = p.meta["sessions"]
+    assert [names[e.split(":")[0]] for e in p.evidence] == ["answer_w1", "answer_w2"]
+    assert [names[s] for s in p.evidence_sessions] == ["answer_w1", "answer_w2"]
     assert p.answer == "2"  # a number in the file becomes a string
-    assert episodes["8e91e7d9"].probes[0].evidence == ["answer_s1:1"]  # an assistant turn can be evidence
+    p2 = episodes["8e91e7d9"].probes[0]
+    (ev,) = p2.evidence  # an assistant turn can be evidence
+    assert ev.endswith(":1") and p2.meta["sessions"][ev.split(":")[0]] == "answer_s1"
 
 
 def test_abstention_questions_are_kept_but_left_out_of_recall(episodes):
@@ -169,5 +174,5 @@ def test_repeated_session_ids_keep_event_ids_unique(tmp_path):
         q["haystack_session_ids"][2] = q["haystack_session_ids"][0]
     ep = LongMemEvalTask(_write(tmp_path, _broken(dup))).episodes()[3]
     ids = [e.id for e in ep.events]
-    assert len(set(ids)) == len(ids) and "answer_k1~1:0" in ids
-    assert ep.probes[0].evidence == ["answer_k1:0", "answer_k1~1:0"]
+    assert len(set(ids)) == len(ids) and "s0~1:0" in ids
+    assert ep.probes[0].evidence == ["s0:0", "s0~1:0"] and ep.probes[0].meta["sessions"]["s0"] == "answer_k1"

@@ -13,6 +13,7 @@ import typer
 
 from mstar.cli.common import build_toolkit, fmt, json_stdout, parse_pairs
 from mstar.errors import UsageError
+from mstar.scoring import METRIC_VERSION
 from mstar.tasks.base import DATA_RULE
 
 DATA_HELP = ("The task's data: " + DATA_RULE + "; `mstar doctor` checks the same.")
@@ -143,7 +144,9 @@ def eval_cmd(
     harness: Annotated[str | None, typer.Argument(help="A seed name (see `mstar seeds`) or a path to a harness .py file.")] = None,
     task: Annotated[str, typer.Option("--task", "-t", help="Task suite (see `mstar tasks`).")] = "synthetic",
     data: Annotated[Path | None, typer.Option("--data", help=DATA_HELP)] = None,
-    split: Annotated[str, typer.Option("--split", help="train, val, test or all.")] = "test",
+    split: Annotated[str, typer.Option(
+        "--split", help="train (default: a split the search may see), val, test (the held-out split "
+        "evolution reports; scored only when asked for) or all.")] = "train",
     budget: Annotated[int, typer.Option("--budget", min=1, help="Context budget in tokens (regex \\w+|[^\\w\\s]).")] = 1024,
     sandbox: Annotated[str, typer.Option("--sandbox", help="auto (docker where an engine answers and the image is "
                                          "built, else process), docker, process or inline.")] = "auto",
@@ -216,7 +219,7 @@ def eval_cmd(
                 return {"harness": name, "skipped": "needs --model"}
             return {
                 "harness": name, "task": task, "split": split, "budget": budget, "sandbox": sandbox_ran,
-                "embedder": getattr(toolkit, "embedder_name", None),
+                "metric_version": METRIC_VERSION, "embedder": getattr(toolkit, "embedder_name", None),
                 "overall": {k: summary["overall"][k] for k in JSON_KEYS} | {
                     "session_recall": summary["overall"]["session_recall"],
                     "qa_f1": summary["overall"]["qa_f1"], "qa_judge": summary["overall"]["qa_judge"],

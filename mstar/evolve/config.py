@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from mstar.errors import UsageError
 from mstar.llm_limits import LLMLimits
+from mstar.scoring import METRIC_VERSION
 from mstar.scoring.aggregate import QUALITY_METRICS
 
 # The offline default: no key, no LLM. With --model the reflective operators join.
@@ -93,6 +94,9 @@ class EvolveConfig(BaseModel):
     # the run starts and saved so, so every evaluation of the run, inline or on any Ray worker, and of a
     # resumed run, uses the same one. See ``settle_embedder``.
     embedder: str = "auto"
+    # The evidence-recall rule this run is scored with (mstar.scoring.METRIC_VERSION); runs saved before the
+    # field existed were scored with version 1.
+    metric_version: int = METRIC_VERSION
     stops: StopConfig = Field(default_factory=StopConfig)
     created: float = Field(default_factory=time.time)
 
@@ -132,9 +136,15 @@ class EvolveConfig(BaseModel):
             data = json.loads(path.read_text(encoding="utf-8"))
             # Runs saved before the field existed were all evaluated with the hashing embedder.
             data.setdefault("embedder", "hashing")
-            return cls.model_validate(data)
+            data.setdefault("metric_version", 1)
+            config = cls.model_validate(data)
         except (json.JSONDecodeError, ValueError) as e:
             raise UsageError(f"--resume: {path} is not a valid run config: {e}") from None
+        if config.metric_version != METRIC_VERSION:
+            raise UsageError(f"--resume: {run_dir} was scored with metric version {config.metric_version} and this "
+                             f"mstar scores with version {METRIC_VERSION} (docs/SCORING.md); its scores do not "
+                             "compare, start a new run instead")
+        return config
 
 
 def settle_embedder(choice: str, resumed: bool = False) -> str:

@@ -119,6 +119,7 @@ class Engine:
         self.store = RunStore(self.run_dir)
         if not (self.run_dir / "config.json").exists():
             cfg.save(self.run_dir)
+            self.store.set_state("metric_version", cfg.metric_version)
         self.stopper = Stopper(cfg.stops, self.run_dir)
         self.ids = {s: [e.id for e in eps] for s, eps in self.splits.items()}
         episodes = {e.id: e for eps in self.splits.values() for e in eps}

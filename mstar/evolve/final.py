@@ -160,6 +160,7 @@ def summarize(eng: Engine, best: str | None) -> dict[str, Any]:
         "run_id": eng.config.run_id,
         "task": eng.config.task,
         "metric": eng.config.metric,
+        "metric_version": eng.store.metric_version(),
         "budget": eng.config.budget,
         "best": {
             "id": best,

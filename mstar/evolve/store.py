@@ -255,6 +255,10 @@ class RunStore:
         r = self.conn.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
         return json.loads(r[0]) if r else default
 
+    def metric_version(self) -> int:
+        """The evidence-recall rule that scored this run (mstar.scoring.METRIC_VERSION); 1 for older runs."""
+        return int(self.get_state("metric_version", 1))
+
     def set_state(self, key: str, value: Any) -> None:
         with self.tx() as c:
             c.execute("INSERT OR REPLACE INTO state VALUES(?,?)", (key, json.dumps(value)))

@@ -1,17 +1,16 @@
-"""Offline scoring of one read against one probe (DESIGN §6).
+"""Offline scoring of one read against one probe.
 
-The attribution rule (documented in docs/SCORING.md): an item *carries* an evidence event when
+The rule (docs/SCORING.md says why each number is what it is): an event E is credited when
 
-1. the item is **shown**: its text appears verbatim (whitespace-normalised) in the context the agent
-   sees, and the context fits the token budget;
-2. the item **lists** the event's id in ``sources``; and
-3. the item's text **supports** the event: at least ``COVERAGE`` of the event's distinct content words
-   (lower-cased word tokens minus a small stop list) occur in the item text; an event with no content
-   word must appear verbatim; or, failing that, the item contains the probe's gold answer string
-   (at least one content word), which credits abstractive summaries that kept the fact.
+1. the read fits the budget: at most ``budget`` tokens and ``CHARS_PER_TOKEN * budget`` characters;
+2. an item that lists E in ``sources`` is **shown**: its whitespace-normalised text occurs in the
+   whitespace-normalised context, at an occurrence no earlier item with the same text took;
+3. that occurrence **holds** E as an in-order span of word tokens (``mstar.scoring.spans``: at least 90 %
+   of E's tokens in order within a window at most 10 % longer than E), in tokens no earlier credited
+   event claimed; the matched window is then claimed.
 
-Listing ids is free; carrying the text is not. A harness that returns every id in one short string
-covers almost no event's words and scores about 0.
+There is no credit for containing the answer string (``answer_containment`` is reported on its own).
+Session recall and NDCG count the same credited spans.
 """
 
 from __future__ import annotations
@@ -23,11 +22,16 @@ from dataclasses import dataclass, field
 
 from mstar.episodes import Event, Probe
 from mstar.harness.contract import ReadResult
+from mstar.scoring.spans import ContextSpans, holds, normalise_ws
 from mstar.tokens import count_tokens, words
 
-COVERAGE = 0.5
 NDCG_K = 10
+# Characters allowed per budget token. Measured (docs/SCORING.md): LoCoMo turns average 4.2 chars/token,
+# LongMemEval_S turns 4.8; the most character-dense ~1k-token run of consecutive turns is 4.7 (LoCoMo)
+# and 10.9 (LongMemEval, code). 16 is ~1.5x that worst case; a megabyte "word" no longer fits 1 token.
+CHARS_PER_TOKEN = 16
 
+# Used by the dense embedder's bag of words; no longer part of the scoring rule.
 STOPWORDS = frozenset(
     """a an the and or but if then so of to in on at by for with from as is are was were be been being am
     i me my mine we us our you your yours he him his she her hers it its they them their this that these those
@@ -37,10 +41,7 @@ STOPWORDS = frozenset(
 
 _NORM_RE = re.compile(r"[^\w\s]")
 
-
-def normalise_ws(text: str) -> str:
-    # str.split() splits on exactly what re's \s matches (str.isspace), ~5x faster than a regex sub.
-    return " ".join(text.split())
+__all__ = ["normalise_ws", "EventIndex", "ProbeScore", "score_read", "supports", "contains_phrase"]
 
 
 def normalise_answer(text: str) -> str:
@@ -53,41 +54,45 @@ def contains_phrase(haystack: str, needle: str) -> bool:
     return bool(n) and f" {n} " in f" {normalise_answer(haystack)} "
 
 
-def content_words(text: str) -> frozenset[str]:
-    return frozenset(w for w in words(text) if w not in STOPWORDS)
+def over_budget(context: str, budget: int) -> str | None:
+    """Why ``context`` is over ``budget`` (tokens or characters), or None when it fits."""
+    tokens = count_tokens(context)
+    if tokens > budget:
+        return f"over_budget: context has {tokens} tokens, budget is {budget}"
+    if len(context) > CHARS_PER_TOKEN * budget:
+        return (f"over_budget: context has {len(context):,} characters, budget {budget} tokens allows "
+                f"{CHARS_PER_TOKEN * budget:,} ({CHARS_PER_TOKEN} per token)")
+    return None
 
 
 @dataclass
 class EventIndex:
-    """Per-episode lookup of event texts and their content words, built once per episode."""
+    """Per-episode lookup of event texts and their word tokens, built once per episode."""
 
     events: Mapping[str, Event]
-    _cw: dict[str, frozenset[str]] = field(default_factory=dict)
+    _words: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, events: list[Event]) -> EventIndex:
         return cls({e.id: e for e in events})
 
-    def content(self, event_id: str) -> frozenset[str]:
-        cw = self._cw.get(event_id)
-        if cw is None:
+    def words(self, event_id: str) -> list[str]:
+        ws = self._words.get(event_id)
+        if ws is None:
             ev = self.events.get(event_id)
-            cw = content_words(ev.text) if ev is not None else frozenset()
-            self._cw[event_id] = cw
-        return cw
+            ws = words(ev.text) if ev is not None else []
+            self._words[event_id] = ws
+        return ws
 
 
-def supports(item_text: str, item_words: frozenset[str], event_id: str, index: EventIndex, answer: str | None) -> bool:
+def supports(item_text: str, item_words: object, event_id: str, index: EventIndex, answer: str | None = None) -> bool:
+    """Whether ``item_text`` by itself holds event ``event_id`` as an in-order span (for diagnosis of dumps).
+
+    ``item_words`` and ``answer`` are ignored (kept for callers of the earlier signature): the answer string
+    never stands in for the event's text.
+    """
     ev = index.events.get(event_id)
-    if ev is None:
-        return False
-    cw = index.content(event_id)
-    if cw:
-        if len(cw & item_words) >= COVERAGE * len(cw):
-            return True
-    elif normalise_ws(ev.text).lower() in normalise_ws(item_text).lower():
-        return True
-    return bool(answer) and bool(content_words(answer)) and contains_phrase(item_text, answer)
+    return ev is not None and holds(item_text, index.words(event_id), ev.text)
 
 
 @dataclass
@@ -132,57 +137,51 @@ def _answer_text(probe: Probe) -> str | None:
 
 
 def score_read(probe: Probe, result: ReadResult, index: EventIndex, budget: int, read_ms: float = 0.0) -> ProbeScore:
-    """Score one read. A context over ``budget`` tokens is an error for the probe: every quality metric is 0."""
+    """Score one read. A context over the budget is an error for the probe: every quality metric is 0."""
     tokens = count_tokens(result.context)
     answer = _answer_text(probe)
     score = ProbeScore(probe_id=probe.id, category=probe.category, context_tokens=tokens, read_ms=read_ms)
     recall_applies = probe.scored_for_recall
     sessions_apply = bool(probe.evidence_sessions) and not probe.abstention
-    if tokens > budget:
-        score.error = f"over_budget: context has {tokens} tokens, budget is {budget}"
+    error = over_budget(result.context, budget)
+    if error:
+        score.error = error
         score.evidence_recall = 0.0 if recall_applies else None
         score.ndcg = 0.0 if recall_applies else None
         score.session_recall = 0.0 if sessions_apply else None
         score.answer_containment = 0.0 if answer else None
         return score
 
-    ctx_norm = normalise_ws(result.context)
+    spans = ContextSpans(result.context)
     evidence = set(probe.evidence)
-    ev_sessions = set(probe.evidence_sessions)
+    ev_sessions = set(probe.evidence_sessions) if sessions_apply else set()
     credited: list[str] = []
-    credited_set: set[str] = set()
     sessions_hit: set[str] = set()
     listed: set[str] = set()
     gains: list[float] = []
     for item in result.items:
-        text = normalise_ws(item.text)
-        if not text or text not in ctx_norm:
+        if spans.exhausted:  # a hostile read's work budget is spent: the rest of its items earn nothing
+            gains.append(0.0)
+            continue
+        occ = spans.occurrence(item.text)
+        if occ is None:
             gains.append(0.0)
             continue
         listed.update(item.sources)
-        wanted = [s for s in item.sources if s in evidence or (ev_sessions and s in index.events)]
-        if not wanted:
-            gains.append(0.0)
-            continue
-        item_words = frozenset(words(item.text))
         gain = 0.0
-        for src in dict.fromkeys(wanted):
-            if src in credited_set and not ev_sessions:
+        for src in _wanted(item.sources, evidence, ev_sessions, index, credited, sessions_hit):
+            if not spans.claim(occ, index.words(src), index.events[src].text):
                 continue
-            if not supports(item.text, item_words, src, index, answer):
-                continue
-            if src in evidence and src not in credited_set:
-                credited_set.add(src)
+            if src in evidence:
                 credited.append(src)
                 gain = 1.0
-            if ev_sessions:
-                sess = index.events[src].session
-                if sess in ev_sessions:
-                    sessions_hit.add(sess)
+            sess = index.events[src].session
+            if sess in ev_sessions:
+                sessions_hit.add(sess)
         gains.append(gain)
 
     if recall_applies:
-        score.evidence_recall = len(credited_set) / len(evidence)
+        score.evidence_recall = len(credited) / len(evidence)
         dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains[:NDCG_K]))
         idcg = sum(1.0 / math.log2(i + 2) for i in range(min(len(evidence), NDCG_K)))
         score.ndcg = dcg / idcg if idcg else 0.0
@@ -193,3 +192,20 @@ def score_read(probe: Probe, result: ReadResult, index: EventIndex, budget: int,
     score.credited = credited
     score.listed = sorted(listed)
     return score
+
+
+def _wanted(sources: list[str], evidence: set[str], ev_sessions: set[str], index: EventIndex,
+            credited: list[str], sessions_hit: set[str]) -> list[str]:
+    """The item's sources worth a span, longest text first (so a short event inside a longer one cannot
+    take the longer one's tokens first); already-credited evidence and already-hit sessions are skipped."""
+    out = []
+    for src in dict.fromkeys(sources):
+        ev = index.events.get(src)
+        if ev is None:
+            continue
+        if src in evidence and src not in credited:
+            out.append(src)
+        elif ev.session in ev_sessions and ev.session not in sessions_hit and src not in evidence:
+            out.append(src)
+    out.sort(key=lambda s: -len(index.words(s)))
+    return out
