@@ -1,7 +1,7 @@
 """The broker: the one path every model call of mstar takes -- a harness's ``llm`` / ``embed`` (from any
 sandbox, in ``mstar eval`` and in ``mstar evolve``), an operator's, the QA scorer's.
 
-API keys stay on the host: the sandbox only sees the answers (DESIGN §7). Each call goes through, in order:
+API keys stay on the host: the sandbox only sees the answers (docs/ARCHITECTURE.md#broker). Each call goes through, in order:
 1. a parameter allow-list and a prompt-size cap for harness calls (a harness must not redirect a call
    with ``api_base`` or pick a pricier model); then, for every call, the completion cap of its purpose
    (``mstar.llm_limits``: harness, operator, answer, judge): ``max_tokens`` is set to at most the cap,

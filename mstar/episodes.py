@@ -1,4 +1,4 @@
-"""Events, probes and episodes: what a task suite yields and what a harness sees (DESIGN §5)."""
+"""Events, probes and episodes: what a task suite yields and what a harness sees (docs/ARCHITECTURE.md#tasks)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ class DataError(MstarError):
 
 
 class HarnessError(MstarError):
-    """A harness program that does not meet the contract of DESIGN §3."""
+    """A harness program that does not meet the contract of docs/ARCHITECTURE.md#harness-contract."""
 
     def __init__(self, path: object, message: str, line: int | None = None):
         self.path = str(path)

@@ -1,4 +1,4 @@
-"""Drive a harness through episodes on a sandbox backend and score every probe on the host (DESIGN §6-7).
+"""Drive a harness through episodes on a sandbox backend and score every probe on the host (docs/ARCHITECTURE.md#probe-flow).
 
 Order of calls per episode: ``Memory(toolkit, knobs)``; events are written in stream order, in batches;
 ``manage("session_end")`` right after the last event of each session; each probe is read after the

@@ -92,7 +92,7 @@ class Channel:
 
 
 class Toolkit:
-    """The in-sandbox toolkit (DESIGN §3): ``llm`` and ``embed`` are calls to the host's broker."""
+    """The in-sandbox toolkit (docs/ARCHITECTURE.md#harness-contract): ``llm`` and ``embed`` are calls to the host's broker."""
 
     LLMUnavailable = LLMUnavailable
     LLMError = LLMError

@@ -1,4 +1,4 @@
-"""The task-suite protocol and the helpers every suite shares (DESIGN §5).
+"""The task-suite protocol and the helpers every suite shares (docs/ARCHITECTURE.md#tasks).
 
 A suite is one file in this folder plus one line in ``registry.py``. It yields ``Episode`` objects for
 a split; splits are made by episode, never by question inside an episode.

@@ -1,4 +1,4 @@
-"""The offline scoring rules of DESIGN §6 (see docs/SCORING.md)."""
+"""The offline scoring rules of docs/ARCHITECTURE.md#scoring (see docs/SCORING.md)."""
 
 import pytest
 
@@ -57,14 +57,14 @@ INDEX_L = EventIndex.of([*EVENTS, LONG])
 
 
 def test_in_order_span_with_small_edits_is_credited_and_bags_are_not():
-    words = LONG.text.replace(",", "").replace(".", "").split()  # 24 word tokens: 2 edits allowed
+    words = LONG.text.replace(",", "").replace(".", "").split()  # 24 word tokens: 1 edit allowed (5 %)
     assert len(words) == 24
+    dropped_one = " ".join(w for i, w in enumerate(words) if i != 3)
     dropped_two = " ".join(w for i, w in enumerate(words) if i not in (3, 11))
-    dropped_three = " ".join(w for i, w in enumerate(words) if i not in (3, 11, 17))
     reversed_ = " ".join(reversed(words))
     bag = " ".join(sorted(set(w.lower() for w in words)))
     first_60 = " ".join(words[: int(0.6 * len(words))])
-    for text, want in ((dropped_two, 1.0), (dropped_three, 0.0), (reversed_, 0.0), (bag, 0.0), (first_60, 0.0)):
+    for text, want in ((dropped_one, 1.0), (dropped_two, 0.0), (reversed_, 0.0), (bag, 0.0), (first_60, 0.0)):
         assert score_read(probe(["D3:1"]), read((text, ["D3:1"])), INDEX_L, 100).evidence_recall == want, text
 
 

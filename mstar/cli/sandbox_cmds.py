@@ -11,7 +11,7 @@ import typer
 
 from mstar.errors import UsageError
 
-sandbox_app = typer.Typer(help="The sandbox image candidates run in (DESIGN §7).", no_args_is_help=True)
+sandbox_app = typer.Typer(help="The sandbox image candidates run in (docs/ARCHITECTURE.md#sandbox).", no_args_is_help=True)
 
 
 @sandbox_app.command("build")

@@ -1,4 +1,4 @@
-"""The evolution engine: population, operators, cascade evaluation, run store (DESIGN §8-9).
+"""The evolution engine: population, operators, cascade evaluation, run store (docs/ARCHITECTURE.md#evolution).
 
 engine.py     the loop: seeds, generations, resume-by-replay      final.py    val, the pick, test once, summary
 selection.py  the pick: best on train among val's ties (1 SE)

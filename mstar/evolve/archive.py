@@ -1,4 +1,4 @@
-"""The Pareto archive: programs no other program beats on every objective at once (DESIGN §8).
+"""The Pareto archive: programs no other program beats on every objective at once (docs/ARCHITECTURE.md#evolution).
 
 Objectives, measured on the full ``train`` split: quality (the run's metric, up), mean context tokens
 per probe (down) and LLM cost per probe in USD (down). A program that is as good and cheaper, or

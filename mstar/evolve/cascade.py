@@ -6,7 +6,7 @@ executor jobs whose results are diagnosed, stored (one transaction per episode) 
 score book the moment they arrive. ``ensure`` stops consuming results as soon as a stop is asked
 for, and says so; the caller then leaves its decisions for the resume.
 
-The cascade (DESIGN §8): a child is scored on a small *screen* of train episodes first; only a child
+The cascade (docs/ARCHITECTURE.md#evolution): a child is scored on a small *screen* of train episodes first; only a child
 whose screen score is within ``margin`` of its parents' best screen score gets the rest of ``train``.
 """
 

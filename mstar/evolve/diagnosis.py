@@ -1,4 +1,4 @@
-"""Failure diagnosis of missed probes, at the stage where the evidence was lost (DESIGN §6).
+"""Failure diagnosis of missed probes, at the stage where the evidence was lost (docs/ARCHITECTURE.md#scoring).
 
 For every probe whose evidence recall is below 1, each missing evidence event is placed at the first
 stage of the memory pipeline that lost it:

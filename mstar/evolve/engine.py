@@ -1,4 +1,4 @@
-"""The evolution engine (DESIGN §8): seeds, generations of proposals, cascade evaluation, islands,
+"""The evolution engine (docs/ARCHITECTURE.md#evolution): seeds, generations of proposals, cascade evaluation, islands,
 archive, stops, and the final val/test step.
 
 Resume is replay. The loop always starts at the seeds and walks the generations in order; every

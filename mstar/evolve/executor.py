@@ -5,7 +5,7 @@ result when it is ready, in any order. The engine stores every result the moment
 kill loses only the jobs still in flight, and it may stop consuming the iterator at any time (Ctrl-C,
 stop file): an executor must then not start new jobs (a generator that is not advanced runs nothing).
 
-``inline`` runs jobs one after the other in this process. A Ray executor (DESIGN §7) submits every job
+``inline`` runs jobs one after the other in this process. A Ray executor (docs/ARCHITECTURE.md#executors) submits every job
 as a task, then loops on ``ray.wait(pending, num_returns=1)`` and yields; ``close`` cancels leftovers.
 
 A job stopped by an infrastructure fault (``InfrastructureError``: the engine went away) is never

@@ -1,4 +1,4 @@
-"""The end of a run (DESIGN §8): pick the program on ``val``, touch ``test`` once, report.
+"""The end of a run (docs/ARCHITECTURE.md#final-step): pick the program on ``val``, touch ``test`` once, report.
 
 Candidates are the ``final_k`` best programs on train plus every seed. All are scored on val; of
 those val cannot tell from the best on val (within one standard error, paired per probe), the best on

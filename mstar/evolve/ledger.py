@@ -1,5 +1,5 @@
 """The run's LLM ledger: the broker (``mstar.broker``) with its cache and its ledger in the run's
-``run.db`` (tables ``llm_cache`` and ``llm_calls``, DESIGN §9).
+``run.db`` (tables ``llm_cache`` and ``llm_calls``, docs/ARCHITECTURE.md#run-store).
 
 Every model call of an evolve run -- operators', the QA scorer's, harnesses' from any sandbox or Ray
 worker -- goes through one of these: cached, recorded with its tokens and cost, and refused before it

@@ -1,4 +1,4 @@
-"""The run's LLM broker as one Ray actor (DESIGN §7): every harness ``llm`` call made by any Ray worker
+"""The run's LLM broker as one Ray actor (docs/ARCHITECTURE.md#broker): every harness ``llm`` call made by any Ray worker
 is answered here. (Embeddings are not: each worker builds the run's local embedder by name, see
 ``ray_executor``, so no model is pickled and a harness scores the same as inline.)
 

@@ -1,4 +1,4 @@
-"""The Ray executor (DESIGN §7): one Ray task per (program, episode) evaluation, on a local Ray
+"""The Ray executor (docs/ARCHITECTURE.md#executors): one Ray task per (program, episode) evaluation, on a local Ray
 instance or an existing cluster.
 
 - Sandbox slots are a custom resource (``mstar_sandbox``): each task asks for one slot and no CPU, so

@@ -10,7 +10,7 @@ Val guards against overfitting; it is not a race to the last probe. LoCoMo's val
 
 A program val says is worse (by more than one standard error) is never returned, however good on
 train; among those val cannot tell apart, the one trained evidence favours is. Test plays no part.
-``--select val`` keeps the strict reading (DESIGN §8: the best on val), step 1 alone.
+``--select val`` keeps the strict reading (docs/ARCHITECTURE.md#final-step: the best on val), step 1 alone.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The run store: ``runs/<run-id>/run.db`` (SQLite), ``config.json`` and ``best.py`` (DESIGN §9).
+"""The run store: ``runs/<run-id>/run.db`` (SQLite), ``config.json`` and ``best.py`` (docs/ARCHITECTURE.md#run-store).
 
 Durability. The database runs in WAL mode with ``synchronous=NORMAL``. In WAL mode a commit is a
 single append to the write-ahead log; NORMAL skips the fsync at each commit but the appended frames

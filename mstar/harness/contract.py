@@ -1,4 +1,4 @@
-"""Shape checks of what a harness returns at run time (DESIGN §3)."""
+"""Shape checks of what a harness returns at run time (docs/ARCHITECTURE.md#harness-contract)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def check_read_result(obj: Any) -> ReadResult:
         raise CandidateFailure("bad_output", f"read() must return a dict, got {type(obj).__name__}")
     ctx = obj.get("context")
     if isinstance(ctx, str) and len(ctx) > MAX_READ_CHARS:
-        # Not an over-budget miss but junk: the whole candidate fails (DESIGN §7), not just the probe.
+        # Not an over-budget miss but junk: the whole candidate fails (docs/ARCHITECTURE.md#sandbox), not just the probe.
         raise CandidateFailure("context_too_long",
                                f"read() returned a context of {len(ctx):,} characters (limit {MAX_READ_CHARS:,})")
     try:

@@ -1,4 +1,4 @@
-"""``KNOBS``: a harness's tunable constants, declared as a plain dict literal (DESIGN §3).
+"""``KNOBS``: a harness's tunable constants, declared as a plain dict literal (docs/ARCHITECTURE.md#harness-contract).
 
 Example::
 

@@ -1,7 +1,7 @@
-"""Static checks of a harness program (DESIGN §3), done on the AST before any of it runs.
+"""Static checks of a harness program (docs/ARCHITECTURE.md#harness-contract), done on the AST before any of it runs.
 
 These are a first filter with precise messages (file and line); they are not a security boundary.
-Untrusted programs are isolated by the sandbox (DESIGN §7), which a determined program cannot talk
+Untrusted programs are isolated by the sandbox (docs/ARCHITECTURE.md#sandbox), which a determined program cannot talk
 its way out of the way it could dodge an AST check.
 """
 

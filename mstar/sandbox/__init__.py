@@ -1,1 +1,1 @@
-"""The host side of candidate isolation: backends that run a harness and talk to it (DESIGN §7)."""
+"""The host side of candidate isolation: backends that run a harness and talk to it (docs/ARCHITECTURE.md#sandbox)."""

@@ -1,4 +1,4 @@
-"""The sandbox image: its tag, and building it without a registry (DESIGN §7).
+"""The sandbox image: its tag, and building it without a registry (docs/ARCHITECTURE.md#sandbox).
 
 The tag is ``mstar-sandbox:<mstar version>-<hash>`` where the hash covers ``sandbox/Dockerfile``,
 ``sandbox/runner.py`` and the pinned wheel list (the host's installed versions of the harness allow-list

@@ -5,8 +5,8 @@ The rule (docs/SCORING.md says why each number is what it is): an event E is cre
 1. the read fits the budget: at most ``budget`` tokens and ``CHARS_PER_TOKEN * budget`` characters;
 2. an item that lists E in ``sources`` is **shown**: its whitespace-normalised text occurs in the
    whitespace-normalised context, at an occurrence no earlier item with the same text took;
-3. that occurrence **holds** E as an in-order span of word tokens (``mstar.scoring.spans``: at least 90 %
-   of E's tokens in order within a window at most 10 % longer than E), in tokens no earlier credited
+3. that occurrence **holds** E as an in-order span of word tokens (``mstar.scoring.spans``: at least 95 %
+   of E's tokens in order within a window at most 5 % longer than E), in tokens no earlier credited
    event claimed; the matched window is then claimed.
 
 There is no credit for containing the answer string (``answer_containment`` is reported on its own).

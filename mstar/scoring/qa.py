@@ -1,4 +1,4 @@
-"""LLM-mode scoring (DESIGN §6): the answer step, token F1, and an LLM judge.
+"""LLM-mode scoring (docs/ARCHITECTURE.md#scoring): the answer step, token F1, and an LLM judge.
 
 The answer step is what an agent using the harness would do: the harness's ``INSTRUCTIONS`` as the
 system message, then the recalled context and the question. Its answer is scored two ways:

@@ -5,8 +5,8 @@ Text is compared as lower-cased word tokens (``\\w+``, the word part of the budg
 
 An event of ``n`` word tokens is *held* by a token range of the context when some window of that range
 is within ``floor((1 - THETA) * n)`` unit-cost edits (insert, delete, substitute a token) of the event's
-tokens (approximate substring matching, Sellers 1980). With ``THETA = 0.9``: at least 90 % of the event's
-tokens, in order, inside a window at most 10 % longer than the event. A bag of the event's words, its words
+tokens (approximate substring matching, Sellers 1980). With ``THETA = 0.95``: at least 95 % of the event's
+tokens, in order, inside a window at most 5 % longer than the event. A bag of the event's words, its words
 reversed or shuffled, its first 60 %, or its words braided with another turn's are all far outside that.
 
 Every credited event *claims* the window it matched; a later event cannot use claimed tokens, so one
@@ -20,7 +20,7 @@ from collections import Counter
 
 import numpy as np
 
-THETA = 0.9
+THETA = 0.95
 # Upper bound on dynamic-programming cells (event tokens x window tokens) per read: a hostile item that
 # lists thousands of near-matching ids cannot make scoring slow (~0.3 s at most). A whole-turn harness needs
 # none (its events match contiguously); an item-sized alignment of a 30-token turn is ~3,000 cells.
@@ -40,7 +40,7 @@ def normalise_ws(text: str) -> str:
 
 
 def allowed_edits(n: int) -> int:
-    """Edits allowed when matching an event of ``n`` word tokens (0 below 10 tokens: exact)."""
+    """Edits allowed when matching an event of ``n`` word tokens (0 below 20 tokens: exact)."""
     return int((1.0 - THETA) * n + 1e-9)
 
 

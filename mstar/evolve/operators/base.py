@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class FailedProbe(BaseModel):
-    """One missed probe of a parent, diagnosed at the stage where it failed (DESIGN §6)."""
+    """One missed probe of a parent, diagnosed at the stage where it failed (docs/ARCHITECTURE.md#scoring)."""
 
     probe_id: str
     episode_id: str

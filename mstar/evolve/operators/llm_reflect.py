@@ -1,4 +1,4 @@
-"""``llm_reflect``: M*-style reflective code evolution (DESIGN §8).
+"""``llm_reflect``: M*-style reflective code evolution (docs/ARCHITECTURE.md#evolution).
 
 The model sees the parent's source, a sample of its failed probes with the stage each failed at,
 its per-category scores, the lineage log with regressions marked, and a reference program; it
