@@ -1,5 +1,5 @@
 """The project's docs stand alone: no reference to a document outside the repository, and every
-``ARCHITECTURE.md#anchor`` cited in code or docs names an anchor that exists."""
+anchor of docs/ARCHITECTURE.md cited in code or docs exists."""
 
 from __future__ import annotations
 
