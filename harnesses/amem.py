@@ -2,7 +2,7 @@
 
 Idea: A-MEM (Xu et al., 2025, "A-MEM: Agentic Memory for LLM Agents", after the Zettelkasten method):
 each turn becomes a note with keywords, tags and a short context; a new note is linked to the existing
-notes it is most related to (both directions); a read retrieves notes (BM25 via ``bm25s`` over text +
+notes it is most related to (both directions); a read retrieves notes (BM25 scored as ``bm25s`` does, incremental, over text +
 keywords + tags + context) and then follows the links of its ``follow_top`` best hits: a linked note
 enters the ranking with its hit's score x ``link_decay``, so a related note comes back even when it
 shares no word with the question, without pushing strong direct hits out of the budget.
@@ -22,8 +22,11 @@ Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / m
 import json
 import math
 import re
+from array import array
+from bisect import bisect_left
+from collections import Counter
 
-import bm25s
+import numpy as np
 
 INSTRUCTIONS = (
     "The memory below holds notes of past conversation turns, each as 'speaker: text': first the notes "
@@ -88,14 +91,108 @@ def encode(event, toolkit, knobs):
              "speaker": speaker, **note}]
 
 
+# --- bm25: an incremental Okapi BM25 index, shared section (identical in every seed that has it) ---
+# Scores and ranks exactly as a bm25s index ("lucene" idf) built from scratch would, equal scores
+# included: float32 per-term contributions of a float64 length normalisation, summed in query order.
+# A write adds (or replaces) one document's postings; N, the average length and idf enter at query
+# time, so an agent's turn costs the query terms' postings, not a rebuild of the whole memory.
+def bm25_new():
+    return {"n": 0, "post": {}, "lens": array("i"), "total": 0}
+
+
+def bm25_put(idx, doc, toks, old=None):
+    """Index document ``doc`` (``idx["n"]``: a new one; lower: replace it, ``old`` being its tokens)."""
+    toks, post = toks or [""], idx["post"]
+    if doc < idx["n"]:
+        for t in set(old or [""]):
+            p = post[t]
+            i = bisect_left(p[0], doc)
+            del p[0][i], p[1][i]
+            if not p[0]:
+                del post[t]
+        idx["total"] -= idx["lens"][doc]
+        idx["lens"][doc] = len(toks)
+    else:
+        idx["lens"].append(len(toks))
+        idx["n"] += 1
+    idx["total"] += len(toks)
+    for t, tf in Counter(toks).items():
+        p = post.get(t)
+        if p is None:
+            p = post[t] = (array("i"), array("f"))
+        i = bisect_left(p[0], doc)
+        p[0].insert(i, doc)
+        p[1].insert(i, tf)
+
+
+def bm25_sync(state, key, records, doc_terms):
+    """``state[key]``: one document per record (``doc_terms(record)``), brought up to date with
+    ``records``. Appended records are added; a different or shortened list, or a new last record,
+    starts over (so a maintain() that rewrites records must hand back a new list)."""
+    idx = state.get(key)
+    n = idx["n"] if idx is not None else 0
+    if idx is None or idx.get("records") is not records or n > len(records) or (n and records[n - 1] is not idx["last"]):
+        idx = state[key] = {**bm25_new(), "records": records, "last": None}
+    for d in range(idx["n"], len(records)):
+        bm25_put(idx, d, doc_terms(records[d]))
+    idx["last"] = records[-1] if records else None
+    return idx
+
+
+def bm25_top(idx, q, k, k1=1.5, b=0.75, ties="bm25s"):
+    """[(document, score)] of the ``k`` best documents for query tokens ``q``, positive scores only,
+    in bm25s's order; ``ties="write_order"`` ranks equal scores oldest first instead."""
+    n = idx["n"]
+    k = min(k, n)
+    if k <= 0 or not q:
+        return []
+    l_avg = np.float64(idx["total"]) / n
+    lens = np.array(idx["lens"], dtype=np.int32)
+    scores = np.zeros(n, dtype=np.float32)
+    for t in q:
+        p = idx["post"].get(t)
+        if p is None:
+            continue
+        docs = np.array(p[0], dtype=np.int32)
+        tf = np.array(p[1], dtype=np.float32)
+        idf = np.float32(math.log(1 + (n - len(p[0]) + 0.5) / (len(p[0]) + 0.5)))
+        tfc = tf / (k1 * ((1 - b) + b * lens[docs] / l_avg) + tf)
+        scores[docs] += (idf * tfc).astype(np.float32)
+    # Fast path: rank only the matched records (the rest score 0 and are dropped). When the top
+    # scores are all distinct their order is fixed, so this equals bm25s's selection below exactly.
+    cand = np.flatnonzero(scores)
+    top = cand
+    if len(cand) > k:
+        top = cand[scores[cand] >= np.partition(scores[cand], -k)[-k]]
+    top_scores = scores[top]
+    if ties == "write_order" or (len(top) <= k and len(np.unique(top_scores)) == len(top)):
+        order = np.lexsort((top, -top_scores))[:k]
+        return [(int(d), float(s)) for d, s in zip(top[order], top_scores[order], strict=True)]
+    # Equal scores: bm25s's tie order is that of its argpartition over every record, so do the same.
+    part = np.argpartition(scores, -k).take(indices=range(-k, 0))
+    part_scores = np.take(scores, part)
+    order = np.flip(np.argsort(part_scores))
+    return [(int(d), float(s)) for d, s in zip(part[order], part_scores[order], strict=True) if s > 0]
+# --- end of the bm25 section ---
+
+
 # --- index: link new notes to related older ones (incremental), then BM25 over the notes ---------
 def note_keywords(record):
     return set(record.get("keywords") or terms(record["text"]))
 
 
+def note_terms(record):
+    return terms(" ".join([record["text"], " ".join(record.get("keywords") or []), " ".join(record.get("tags") or []),
+                           record.get("note_context") or ""]))
+
+
 def index(records, state, toolkit, knobs):
     links, inverted, df = state.setdefault("amem_links", {}), state.setdefault("amem_inv", {}), state.setdefault("amem_df", {})
-    for r in sorted(records, key=lambda r: r["seq"]):
+    # Notes appended since the last index are the only unlinked ones on the same list: link just those.
+    idx = state.get("bm25")
+    same = idx is not None and idx.get("records") is records and idx["n"] <= len(records) \
+        and (not idx["n"] or records[idx["n"] - 1] is idx["last"])
+    for r in sorted(records[idx["n"]:] if same else records, key=lambda r: r["seq"]):
         if r["seq"] in links:
             continue
         kws = note_keywords(r)
@@ -113,11 +210,7 @@ def index(records, state, toolkit, knobs):
             links.setdefault(o, []).append(r["seq"])
         for w in kws:
             inverted.setdefault(w, []).append(r["seq"])
-    docs = [terms(" ".join([r["text"], " ".join(r.get("keywords") or []), " ".join(r.get("tags") or []),
-                            r.get("note_context") or ""])) or [""] for r in records]
-    retriever = bm25s.BM25(k1=knobs["k1"], b=knobs["b"])
-    retriever.index(docs, show_progress=False)
-    state["bm25"] = retriever
+    bm25_sync(state, "bm25", records, note_terms)
 
 
 # --- retrieve: query -> [(record index, score)], best first ---------------------------------------
@@ -126,14 +219,20 @@ def retrieve(query, records, state, toolkit, knobs):
     if not records or not q:
         return []
     k = min(knobs["top_k"], len(records))
-    docs, scores = state["bm25"].retrieve([q], k=k, show_progress=False)
-    return [(int(d), float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+    return bm25_top(state["bm25"], q, k, knobs["k1"], knobs["b"])
 
 
 # --- expand: the best hits bring their linked notes, each ranked by its hit's score x link_decay ----
 def expand(hits, records, state, knobs):
     links = state.get("amem_links", {})
-    by_seq = {r["seq"]: i for i, r in enumerate(records)}
+    # seq -> position, extended as records are appended (rebuilt only for a different list).
+    cache = state.get("seq_pos")
+    if cache is None or cache[0] is not records or cache[1] > len(records):
+        cache = state["seq_pos"] = [records, 0, {}]
+    by_seq = cache[2]
+    for i in range(cache[1], len(records)):
+        by_seq[records[i]["seq"]] = i
+    cache[1] = len(records)
     best = {}
     for rank, (i, score) in enumerate(hits):
         best[i] = max(best.get(i, score), score)
@@ -197,7 +296,8 @@ class Memory:
         return pack(query, hits, self.records, self.toolkit, self.knobs)
 
     def manage(self, phase):
-        self.records = maintain(phase, self.records, self.state, self.toolkit, self.knobs)
+        # A new list: maintain() may rewrite records in place, and the index rebuilds on a new list.
+        self.records = list(maintain(phase, self.records, self.state, self.toolkit, self.knobs))
         self.dirty = True
 
     def dump(self):

@@ -18,6 +18,7 @@ import math
 import re
 from array import array
 from base64 import b64decode, b64encode
+from bisect import bisect_left
 from collections import Counter
 
 import numpy as np
@@ -58,39 +59,61 @@ def encode(event, toolkit, knobs):
     return [{"text": text, "sources": [event["id"]], "session": event.get("session"), "time": event.get("time")}]
 
 
-# --- index: an incremental inverted index over all records ----------------------------------------
-# A write only appends postings; N, the average length and idf enter at query time. An agent that
-# writes a turn and then reads no longer rebuilds the whole index per turn. The scores are those of
-# bm25s's Okapi BM25 ("lucene" idf) to the bit: float32 per-term contributions of a float64 length
-# normalisation, summed in query order, and the same ranking, equal scores included.
-def index(records, state, toolkit, knobs):
-    idx = state.get("bm25")
+# --- bm25: an incremental Okapi BM25 index, shared section (identical in every seed that has it) ---
+# Scores and ranks exactly as a bm25s index ("lucene" idf) built from scratch would, equal scores
+# included: float32 per-term contributions of a float64 length normalisation, summed in query order.
+# A write adds (or replaces) one document's postings; N, the average length and idf enter at query
+# time, so an agent's turn costs the query terms' postings, not a rebuild of the whole memory.
+def bm25_new():
+    return {"n": 0, "post": {}, "lens": array("i"), "total": 0}
+
+
+def bm25_put(idx, doc, toks, old=None):
+    """Index document ``doc`` (``idx["n"]``: a new one; lower: replace it, ``old`` being its tokens)."""
+    toks, post = toks or [""], idx["post"]
+    if doc < idx["n"]:
+        for t in set(old or [""]):
+            p = post[t]
+            i = bisect_left(p[0], doc)
+            del p[0][i], p[1][i]
+            if not p[0]:
+                del post[t]
+        idx["total"] -= idx["lens"][doc]
+        idx["lens"][doc] = len(toks)
+    else:
+        idx["lens"].append(len(toks))
+        idx["n"] += 1
+    idx["total"] += len(toks)
+    for t, tf in Counter(toks).items():
+        p = post.get(t)
+        if p is None:
+            p = post[t] = (array("i"), array("f"))
+        i = bisect_left(p[0], doc)
+        p[0].insert(i, doc)
+        p[1].insert(i, tf)
+
+
+def bm25_sync(state, key, records, doc_terms):
+    """``state[key]``: one document per record (``doc_terms(record)``), brought up to date with
+    ``records``. Appended records are added; a different or shortened list, or a new last record,
+    starts over (so a maintain() that rewrites records must hand back a new list)."""
+    idx = state.get(key)
     n = idx["n"] if idx is not None else 0
-    if idx is None or idx["records"] is not records or n > len(records) or (n and records[n - 1] is not idx["last"]):
-        # A different or rewritten record list (manage() hands over a new list): start over.
-        idx = state["bm25"] = {"records": records, "n": 0, "last": None, "post": {}, "lens": array("i"), "total": 0}
-    post, lens = idx["post"], idx["lens"]
+    if idx is None or idx.get("records") is not records or n > len(records) or (n and records[n - 1] is not idx["last"]):
+        idx = state[key] = {**bm25_new(), "records": records, "last": None}
     for d in range(idx["n"], len(records)):
-        toks = terms(records[d]["text"]) or [""]
-        lens.append(len(toks))
-        idx["total"] += len(toks)
-        for t, tf in Counter(toks).items():
-            p = post.get(t)
-            if p is None:
-                p = post[t] = (array("i"), array("f"))
-            p[0].append(d)
-            p[1].append(tf)
-    idx["n"] = len(records)
+        bm25_put(idx, d, doc_terms(records[d]))
     idx["last"] = records[-1] if records else None
+    return idx
 
 
-# --- retrieve: query -> [(record index, score)], best first ---------------------------------------
-def retrieve(query, records, state, toolkit, knobs):
-    q = terms(query["question"])
-    if not records or not q:
+def bm25_top(idx, q, k, k1=1.5, b=0.75, ties="bm25s"):
+    """[(document, score)] of the ``k`` best documents for query tokens ``q``, positive scores only,
+    in bm25s's order; ``ties="write_order"`` ranks equal scores oldest first instead."""
+    n = idx["n"]
+    k = min(k, n)
+    if k <= 0 or not q:
         return []
-    idx = state["bm25"]
-    n, k1, b = idx["n"], knobs["k1"], knobs["b"]
     l_avg = np.float64(idx["total"]) / n
     lens = np.array(idx["lens"], dtype=np.int32)
     scores = np.zeros(n, dtype=np.float32)
@@ -100,26 +123,42 @@ def retrieve(query, records, state, toolkit, knobs):
             continue
         docs = np.array(p[0], dtype=np.int32)
         tf = np.array(p[1], dtype=np.float32)
-        df = len(p[0])
-        idf = np.float32(math.log(1 + (n - df + 0.5) / (df + 0.5)))
+        idf = np.float32(math.log(1 + (n - len(p[0]) + 0.5) / (len(p[0]) + 0.5)))
         tfc = tf / (k1 * ((1 - b) + b * lens[docs] / l_avg) + tf)
         scores[docs] += (idf * tfc).astype(np.float32)
-    k = min(knobs["top_k"], n)
-    # Fast path: rank only the matched records (the rest score 0 and are filtered out). When the top
-    # scores are all distinct, their order is fixed, so this equals bm25s's selection below exactly.
+    # Fast path: rank only the matched records (the rest score 0 and are dropped). When the top
+    # scores are all distinct their order is fixed, so this equals bm25s's selection below exactly.
     cand = np.flatnonzero(scores)
     top = cand
     if len(cand) > k:
         top = cand[scores[cand] >= np.partition(scores[cand], -k)[-k]]
     top_scores = scores[top]
-    if knobs.get("ties") == "write_order" or (len(top) <= k and len(np.unique(top_scores)) == len(top)):
+    if ties == "write_order" or (len(top) <= k and len(np.unique(top_scores)) == len(top)):
         order = np.lexsort((top, -top_scores))[:k]
         return [(int(d), float(s)) for d, s in zip(top[order], top_scores[order], strict=True)]
-    # Equal scores: bm25s's own tie order is that of its argpartition over every record, so do the same.
+    # Equal scores: bm25s's tie order is that of its argpartition over every record, so do the same.
     part = np.argpartition(scores, -k).take(indices=range(-k, 0))
     part_scores = np.take(scores, part)
     order = np.flip(np.argsort(part_scores))
     return [(int(d), float(s)) for d, s in zip(part[order], part_scores[order], strict=True) if s > 0]
+# --- end of the bm25 section ---
+
+
+# --- index: the incremental BM25 index over all records --------------------------------------------
+def record_terms(record):
+    return terms(record["text"])
+
+
+def index(records, state, toolkit, knobs):
+    bm25_sync(state, "bm25", records, record_terms)
+
+
+# --- retrieve: query -> [(record index, score)], best first ---------------------------------------
+def retrieve(query, records, state, toolkit, knobs):
+    q = terms(query["question"])
+    if not records or not q:
+        return []
+    return bm25_top(state["bm25"], q, knobs["top_k"], knobs["k1"], knobs["b"], knobs.get("ties", "bm25s"))
 
 
 # --- expand: add or reorder hits (none here) ------------------------------------------------------
