@@ -234,12 +234,13 @@ def bm25_top(idx, q, k, k1=1.5, b=0.75, ties="bm25s"):
     top_scores = scores[top]
     if ties == "write_order" or (len(top) <= k and len(np.unique(top_scores)) == len(top)):
         order = np.lexsort((top, -top_scores))[:k]
-        return [(int(d), float(s)) for d, s in zip(top[order], top_scores[order], strict=True)]
+        return list(zip(top[order].tolist(), top_scores[order].tolist(), strict=True))
     # Equal scores: bm25s's tie order is that of its argpartition over every record, so do the same.
-    part = np.argpartition(scores, -k).take(indices=range(-k, 0))
-    part_scores = np.take(scores, part)
+    part = np.argpartition(scores, -k)[-k:]
+    part_scores = scores[part]
     order = np.flip(np.argsort(part_scores))
-    return [(int(d), float(s)) for d, s in zip(part[order], part_scores[order], strict=True) if s > 0]
+    order = order[part_scores[order] > 0]
+    return list(zip(part[order].tolist(), part_scores[order].tolist(), strict=True))
 # --- end of the bm25 section ---
 
 
@@ -293,7 +294,8 @@ def retrieve(query, records, state, toolkit, knobs):
         inside = [r for r in range(len(rounds)) if state["lme_times"][r] and span[0] <= state["lme_times"][r] < span[1]]
         if inside:
             inside.sort(key=lambda r: (-score.get(r, 0.0), r))
-            rest = [] if knobs["time_mode"] == "filter" else [r for r in ranked if r not in set(inside)]
+            chosen = set(inside)
+            rest = [] if knobs["time_mode"] == "filter" else [r for r in ranked if r not in chosen]
             ranked = inside + rest
     hits = []
     for r in ranked[: knobs["top_k"]]:

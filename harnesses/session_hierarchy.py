@@ -144,12 +144,13 @@ def bm25_top(idx, q, k, k1=1.5, b=0.75, ties="bm25s"):
     top_scores = scores[top]
     if ties == "write_order" or (len(top) <= k and len(np.unique(top_scores)) == len(top)):
         order = np.lexsort((top, -top_scores))[:k]
-        return [(int(d), float(s)) for d, s in zip(top[order], top_scores[order], strict=True)]
+        return list(zip(top[order].tolist(), top_scores[order].tolist(), strict=True))
     # Equal scores: bm25s's tie order is that of its argpartition over every record, so do the same.
-    part = np.argpartition(scores, -k).take(indices=range(-k, 0))
-    part_scores = np.take(scores, part)
+    part = np.argpartition(scores, -k)[-k:]
+    part_scores = scores[part]
     order = np.flip(np.argsort(part_scores))
-    return [(int(d), float(s)) for d, s in zip(part[order], part_scores[order], strict=True) if s > 0]
+    order = order[part_scores[order] > 0]
+    return list(zip(part[order].tolist(), part_scores[order].tolist(), strict=True))
 # --- end of the bm25 section ---
 
 
