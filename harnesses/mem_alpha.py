@@ -124,14 +124,15 @@ def bm25_put(idx, doc, toks, old=None):
         p[1].insert(i, tf)
 
 
-def bm25_sync(state, key, records, doc_terms):
-    """``state[key]``: one document per record (``doc_terms(record)``), brought up to date with
-    ``records``. Appended records are added; a different or shortened list, or a new last record,
-    starts over (so a maintain() that rewrites records must hand back a new list)."""
-    idx = state.get(key)
+def bm25_sync(idx, records, doc_terms):
+    """The index ``idx`` (None: none yet) of one document per record (``doc_terms(record)``), brought
+    up to date with ``records``: appended records are added; a different or shortened list, or a new
+    last record, starts over (so a maintain() that rewrites records must hand back a new list).
+    Callers store the result themselves (``state["k"] = bm25_sync(state.get("k"), ...)``), so a
+    structural move sees which component writes the key."""
     n = idx["n"] if idx is not None else 0
     if idx is None or idx.get("records") is not records or n > len(records) or (n and records[n - 1] is not idx["last"]):
-        idx = state[key] = {**bm25_new(), "records": records, "last": None}
+        idx = {**bm25_new(), "records": records, "last": None}
     for d in range(idx["n"], len(records)):
         bm25_put(idx, d, doc_terms(records[d]))
     idx["last"] = records[-1] if records else None

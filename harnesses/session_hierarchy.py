@@ -16,9 +16,11 @@ Needs an LLM: no (uses it when present).
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.
 """
 
+import datetime as _dt
 import math
 import re
 from array import array
+from base64 import b64decode, b64encode
 from bisect import bisect_left
 from collections import Counter
 
@@ -102,14 +104,15 @@ def bm25_put(idx, doc, toks, old=None):
         p[1].insert(i, tf)
 
 
-def bm25_sync(state, key, records, doc_terms):
-    """``state[key]``: one document per record (``doc_terms(record)``), brought up to date with
-    ``records``. Appended records are added; a different or shortened list, or a new last record,
-    starts over (so a maintain() that rewrites records must hand back a new list)."""
-    idx = state.get(key)
+def bm25_sync(idx, records, doc_terms):
+    """The index ``idx`` (None: none yet) of one document per record (``doc_terms(record)``), brought
+    up to date with ``records``: appended records are added; a different or shortened list, or a new
+    last record, starts over (so a maintain() that rewrites records must hand back a new list).
+    Callers store the result themselves (``state["k"] = bm25_sync(state.get("k"), ...)``), so a
+    structural move sees which component writes the key."""
     n = idx["n"] if idx is not None else 0
     if idx is None or idx.get("records") is not records or n > len(records) or (n and records[n - 1] is not idx["last"]):
-        idx = state[key] = {**bm25_new(), "records": records, "last": None}
+        idx = {**bm25_new(), "records": records, "last": None}
     for d in range(idx["n"], len(records)):
         bm25_put(idx, d, doc_terms(records[d]))
     idx["last"] = records[-1] if records else None
@@ -188,8 +191,8 @@ def index(records, state, toolkit, knobs):
     sess_index = bm25_new()
     for d, key in enumerate(keys):
         bm25_put(sess_index, d, key)
-    bm25_sync(state, "sh_turn_index", records, record_terms)
-    state.update(sh_sessions=info, sh_session_index=sess_index)
+    state["sh_turn_index"] = bm25_sync(state.get("sh_turn_index"), records, record_terms)
+    state["sh_sessions"], state["sh_session_index"] = info, sess_index
 
 
 # --- retrieve: best sessions first, then the turns inside them -------------------------------------
@@ -261,6 +264,71 @@ def maintain(phase, records, state, toolkit, knobs):
     return records
 
 
+# --- snapshot: the driver's state as JSON data, shared section (identical in every seed that has it) ---
+# For persistent hosts (the exported module): a cold start loads this instead of replaying and
+# re-indexing every event. Any state the components keep is covered: arrays and numpy arrays as
+# base64 of their bytes (parsing millions of JSON numbers is the slow part), tuples, dates, dicts with
+# non-string keys, and references to the record list or to one record, which come back as the same
+# objects (an incremental index checks them by identity). Anything else raises TypeError: the host
+# then keeps replaying, which is always correct.
+def snap_encode(x, records, where):
+    if x is records:
+        return {"_mx": "records"}
+    if isinstance(x, dict) and id(x) in where and records[where[id(x)]] is x:
+        return {"_mx": "record", "i": where[id(x)]}
+    if x is None or isinstance(x, bool | int | float | str):
+        return x
+    if isinstance(x, list):
+        return [snap_encode(v, records, where) for v in x]
+    if isinstance(x, tuple):
+        return {"_mx": "tuple", "v": [snap_encode(v, records, where) for v in x]}
+    if isinstance(x, dict):
+        if all(isinstance(k, str) and k != "_mx" for k in x):
+            return {k: snap_encode(v, records, where) for k, v in x.items()}
+        return {"_mx": "dict", "k": [snap_encode(k, records, where) for k in x],
+                "v": [snap_encode(v, records, where) for v in x.values()]}
+    if isinstance(x, array):
+        return {"_mx": "array", "t": x.typecode, "b": b64encode(x.tobytes()).decode(), "le": _LITTLE}
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
+        return {"_mx": "nd", "t": x.dtype.str, "s": list(x.shape), "b": b64encode(np.ascontiguousarray(x).tobytes()).decode()}
+    if isinstance(x, _dt.datetime):
+        return {"_mx": "datetime", "v": x.isoformat()}
+    raise TypeError(f"state holds a {type(x).__name__}, not snapshot data")
+
+
+def snap_decode(x, records):
+    if isinstance(x, list):
+        return [snap_decode(v, records) for v in x]
+    if not isinstance(x, dict):
+        return x
+    tag = x.get("_mx")
+    if tag is None:
+        return {k: snap_decode(v, records) for k, v in x.items()}
+    if tag == "records":
+        return records
+    if tag == "record":
+        return records[x["i"]]
+    if tag == "tuple":
+        return tuple(snap_decode(v, records) for v in x["v"])
+    if tag == "dict":
+        return {snap_decode(k, records): snap_decode(v, records) for k, v in zip(x["k"], x["v"], strict=True)}
+    if tag == "array":
+        arr = array(x["t"])
+        arr.frombytes(b64decode(x["b"]))
+        if x["le"] != _LITTLE:
+            arr.byteswap()
+        return arr
+    if tag == "nd":
+        return np.frombuffer(b64decode(x["b"]), dtype=np.dtype(x["t"])).reshape(x["s"]).copy()
+    if tag == "datetime":
+        return _dt.datetime.fromisoformat(x["v"])
+    raise ValueError(f"unknown snapshot tag {tag!r}")
+
+
+_LITTLE = array("i", [1]).tobytes()[0] == 1
+# --- end of the snapshot section ---
+
+
 class Memory:
     """The standard driver of a modular harness, plus: the sessions a read picked are passed to pack."""
 
@@ -291,3 +359,15 @@ class Memory:
 
     def dump(self):
         return [{"text": r["text"], "sources": r["sources"]} for r in self.records]
+
+    # A snapshot for persistent hosts (see the snapshot section). (Named save_state: ``self.state`` is
+    # the components' shared dict.)
+    def save_state(self):
+        where = {id(r): i for i, r in enumerate(self.records)}
+        return {"records": [snap_encode(dict(r), self.records, where) for r in self.records],
+                "state": snap_encode(self.state, self.records, where), "dirty": self.dirty}
+
+    def load_state(self, saved):
+        self.records = [snap_decode(r, []) for r in saved["records"]]
+        self.state = snap_decode(saved["state"], self.records)
+        self.dirty = saved["dirty"]

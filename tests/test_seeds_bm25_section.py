@@ -140,3 +140,94 @@ def test_mem_alpha_index_follows_inserts_updates_and_deletes():
             assert got == want, (i, q)
             checked += bool(got)
     assert checked > 20
+
+
+SNAP_START, SNAP_END = "# --- snapshot: the driver's state as JSON data", "# --- end of the snapshot section ---"
+
+
+def test_every_copy_of_the_snapshot_section_is_identical():
+    holders = sorted(p.stem for p in seeds_dir().glob("*.py") if SNAP_START in p.read_text())
+    assert holders == sorted(SEEDS)
+    texts = {}
+    for name in holders:
+        src = (seeds_dir() / f"{name}.py").read_text()
+        texts[name] = src[src.index(SNAP_START):src.index(SNAP_END)]
+    assert len(set(texts.values())) == 1, "the snapshot sections differ"
+
+
+@pytest.mark.parametrize("seed", sorted(SEEDS))
+def test_a_memory_loaded_from_its_snapshot_goes_on_exactly_like_the_original(seed):
+    """save_state -> JSON -> load_state in a new Memory: same answers after more writes, and the loaded
+    incremental index is extended, not rebuilt (it still holds the same record list)."""
+    import json
+
+    prog = load_program(seed)
+    mod = load_module(prog.source)
+    knobs = {k: s.default for k, s in prog.knob_specs.items()}
+    orig = mod.Memory(Toolkit(), knobs)
+    evs = events(seed, 200)
+    for i, ev in enumerate(evs[:120]):
+        orig.write(dict(ev))
+        if i == 60:
+            orig.manage("session_end")
+        if i % 10 == 0:
+            orig.read({"question": "kayak Lisbon", "budget": 200, "time": "2023-02-01T00:00:00"})
+    loaded = mod.Memory(Toolkit(), knobs)
+    loaded.load_state(json.loads(json.dumps(orig.save_state())))
+    key = SEEDS[seed][0]
+    assert (loaded.state.get(key) or {}).get("records", loaded.records) is loaded.records
+    rng = random.Random(seed)
+    for i, ev in enumerate(evs[120:]):
+        orig.write(dict(ev))
+        loaded.write(dict(ev))
+        if i % 5 == 0:
+            q = {"question": " ".join(rng.choice(WORDS) for _ in range(3)), "budget": 300, "time": "2023-03-01T00:00:00"}
+            assert loaded.read(dict(q)) == orig.read(dict(q)), (seed, i)
+    if key in loaded.state and "n" in loaded.state[key]:
+        assert loaded.state[key]["n"] > 0 and loaded.state[key]["records"] is loaded.records
+
+
+def test_a_state_that_is_not_data_is_refused_with_a_type_error():
+    mod = load_module(load_program("bm25").source)
+    mem = mod.Memory(Toolkit(), {k: s.default for k, s in load_program("bm25").knob_specs.items()})
+    mem.write({"id": "e1", "text": "hello kayak"})
+    mem.state["handle"] = object()
+    with pytest.raises(TypeError, match="object"):
+        mem.save_state()
+
+
+@pytest.mark.parametrize("donor", ["longmemeval_rag", "hybrid", "memorybank"])
+def test_a_transplanted_lexical_retrieval_stays_incremental(donor):
+    """The structural operator moves a donor's index + retrieve into bm25_neighbors: the child shares the
+    parent's identical bm25 section (nothing renamed or duplicated), keeps its index across a turn,
+    and answers as with an index rebuilt before each read."""
+    from mstar.evolve.operators.base import OperatorContext, ParentView
+    from mstar.evolve.operators.structural import StructuralOperator
+
+    parent = (seeds_dir() / "bm25_neighbors.py").read_text()
+    seeds = {donor: (seeds_dir() / f"{donor}.py").read_text()}
+    for s in range(40):
+        ctx = OperatorContext(rng=random.Random(s), seeds=seeds)
+        child = StructuralOperator().propose([ParentView(id="p", name="bm25_neighbors", source=parent)], ctx)
+        if f"retrieve <- {donor}.retrieve" in child.note:  # its index comes along, or is the same
+            break
+    else:
+        pytest.fail(f"no retrieve move from {donor} in 40 tries")
+    assert child.source.count("def bm25_put(") == 1 and "bm25_put_" not in child.source, child.note
+    mod = load_module(child.source)
+    from mstar.harness.loader import from_source
+
+    knobs = {k: s.default for k, s in from_source(child.source).knob_specs.items()}
+    inc, ref = mod.Memory(Toolkit(), knobs), mod.Memory(Toolkit(), dict(knobs))
+    key = SEEDS[donor][0]
+    rng = random.Random(donor)
+    for i, ev in enumerate(events(donor, 120)):
+        inc.write(dict(ev))
+        ref.write(dict(ev))
+        if i % 6 == 0:
+            before = inc.state.get(key)
+            q = {"question": " ".join(rng.choice(WORDS) for _ in range(3)), "budget": 300, "time": "2023-03-01T00:00:00"}
+            ref.state.pop(key, None)
+            ref.dirty = True
+            assert inc.read(dict(q)) == ref.read(dict(q)), (donor, i)
+            assert before is None or inc.state[key] is before  # extended in place, not rebuilt
