@@ -119,9 +119,13 @@ def bm25_put(idx, doc, toks, old=None):
         p = post.get(t)
         if p is None:
             p = post[t] = (array("i"), array("f"))
-        i = bisect_left(p[0], doc)
-        p[0].insert(i, doc)
-        p[1].insert(i, tf)
+        if p[0] and p[0][-1] > doc:  # a replaced document: keep each posting list in document order
+            i = bisect_left(p[0], doc)
+            p[0].insert(i, doc)
+            p[1].insert(i, tf)
+        else:
+            p[0].append(doc)
+            p[1].append(tf)
 
 
 def bm25_sync(idx, records, doc_terms):

@@ -21,6 +21,7 @@ Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / m
 """
 
 import datetime as _dt
+import json
 import math
 import re
 from array import array
@@ -135,9 +136,13 @@ def bm25_put(idx, doc, toks, old=None):
         p = post.get(t)
         if p is None:
             p = post[t] = (array("i"), array("f"))
-        i = bisect_left(p[0], doc)
-        p[0].insert(i, doc)
-        p[1].insert(i, tf)
+        if p[0] and p[0][-1] > doc:  # a replaced document: keep each posting list in document order
+            i = bisect_left(p[0], doc)
+            p[0].insert(i, doc)
+            p[1].insert(i, tf)
+        else:
+            p[0].append(doc)
+            p[1].append(tf)
 
 
 def bm25_sync(idx, records, doc_terms):
@@ -329,6 +334,21 @@ def snap_decode(x, records):
     raise ValueError(f"unknown snapshot tag {tag!r}")
 
 
+def snap_records(records, where):
+    # Records that JSON carries unchanged (the usual case, checked at C speed) go as they are, so a
+    # cold start parses them without a Python pass over each one.
+    try:
+        if json.loads(json.dumps(records)) == records:
+            return {"plain": records}
+    except (TypeError, ValueError):
+        pass
+    return {"coded": [snap_encode(dict(r), records, where) for r in records]}
+
+
+def unsnap_records(saved):
+    return saved["plain"] if "plain" in saved else [snap_decode(r, []) for r in saved["coded"]]
+
+
 _LITTLE = array("i", [1]).tobytes()[0] == 1
 # --- end of the snapshot section ---
 
@@ -367,10 +387,10 @@ class Memory:
     # the components' shared dict.)
     def save_state(self):
         where = {id(r): i for i, r in enumerate(self.records)}
-        return {"records": [snap_encode(dict(r), self.records, where) for r in self.records],
-                "state": snap_encode(self.state, self.records, where), "dirty": self.dirty}
+        return {"records": snap_records(self.records, where), "state": snap_encode(self.state, self.records, where),
+                "dirty": self.dirty}
 
     def load_state(self, saved):
-        self.records = [snap_decode(r, []) for r in saved["records"]]
+        self.records = unsnap_records(saved["records"])
         self.state = snap_decode(saved["state"], self.records)
         self.dirty = saved["dirty"]

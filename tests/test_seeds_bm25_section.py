@@ -231,3 +231,19 @@ def test_a_transplanted_lexical_retrieval_stays_incremental(donor):
             ref.dirty = True
             assert inc.read(dict(q)) == ref.read(dict(q)), (donor, i)
             assert before is None or inc.state[key] is before  # extended in place, not rebuilt
+
+
+def test_records_json_would_change_are_coded_and_come_back_the_same():
+    """A tuple or an int-keyed dict in a record would come back as a list / str keys through plain JSON."""
+    import json
+
+    prog = load_program("bm25")
+    mod = load_module(prog.source)
+    mem = mod.Memory(Toolkit(), {k: s.default for k, s in prog.knob_specs.items()})
+    mem.write({"id": "e1", "text": "kayak in Lisbon"})
+    mem.records[0]["pair"], mem.records[0]["by_id"] = (1, 2), {3: "x"}
+    saved = json.loads(json.dumps(mem.save_state()))
+    assert "coded" in saved["records"]
+    loaded = mod.Memory(Toolkit(), mem.knobs)
+    loaded.load_state(saved)
+    assert loaded.records == mem.records and loaded.records[0]["pair"] == (1, 2)
