@@ -14,10 +14,13 @@ Needs an LLM: no.
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.
 """
 
+import datetime as _dt
+import json
 import math
 import re
 from array import array
 from base64 import b64decode, b64encode
+from bisect import bisect_left
 from collections import Counter
 
 import numpy as np
@@ -58,39 +61,66 @@ def encode(event, toolkit, knobs):
     return [{"text": text, "sources": [event["id"]], "session": event.get("session"), "time": event.get("time")}]
 
 
-# --- index: an incremental inverted index over all records ----------------------------------------
-# A write only appends postings; N, the average length and idf enter at query time. An agent that
-# writes a turn and then reads no longer rebuilds the whole index per turn. The scores are those of
-# bm25s's Okapi BM25 ("lucene" idf) to the bit: float32 per-term contributions of a float64 length
-# normalisation, summed in query order, and the same ranking, equal scores included.
-def index(records, state, toolkit, knobs):
-    idx = state.get("bm25")
-    n = idx["n"] if idx is not None else 0
-    if idx is None or idx["records"] is not records or n > len(records) or (n and records[n - 1] is not idx["last"]):
-        # A different or rewritten record list (manage() hands over a new list): start over.
-        idx = state["bm25"] = {"records": records, "n": 0, "last": None, "post": {}, "lens": array("i"), "total": 0}
-    post, lens = idx["post"], idx["lens"]
-    for d in range(idx["n"], len(records)):
-        toks = terms(records[d]["text"]) or [""]
-        lens.append(len(toks))
-        idx["total"] += len(toks)
-        for t, tf in Counter(toks).items():
-            p = post.get(t)
-            if p is None:
-                p = post[t] = (array("i"), array("f"))
-            p[0].append(d)
+# --- bm25: an incremental Okapi BM25 index, shared section (identical in every seed that has it) ---
+# Scores and ranks exactly as a bm25s index ("lucene" idf) built from scratch would, equal scores
+# included: float32 per-term contributions of a float64 length normalisation, summed in query order.
+# A write adds (or replaces) one document's postings; N, the average length and idf enter at query
+# time, so an agent's turn costs the query terms' postings, not a rebuild of the whole memory.
+def bm25_new():
+    return {"n": 0, "post": {}, "lens": array("i"), "total": 0}
+
+
+def bm25_put(idx, doc, toks, old=None):
+    """Index document ``doc`` (``idx["n"]``: a new one; lower: replace it, ``old`` being its tokens)."""
+    toks, post = toks or [""], idx["post"]
+    if doc < idx["n"]:
+        for t in set(old or [""]):
+            p = post[t]
+            i = bisect_left(p[0], doc)
+            del p[0][i], p[1][i]
+            if not p[0]:
+                del post[t]
+        idx["total"] -= idx["lens"][doc]
+        idx["lens"][doc] = len(toks)
+    else:
+        idx["lens"].append(len(toks))
+        idx["n"] += 1
+    idx["total"] += len(toks)
+    for t, tf in Counter(toks).items():
+        p = post.get(t)
+        if p is None:
+            p = post[t] = (array("i"), array("f"))
+        if p[0] and p[0][-1] > doc:  # a replaced document: keep each posting list in document order
+            i = bisect_left(p[0], doc)
+            p[0].insert(i, doc)
+            p[1].insert(i, tf)
+        else:
+            p[0].append(doc)
             p[1].append(tf)
-    idx["n"] = len(records)
+
+
+def bm25_sync(idx, records, doc_terms):
+    """The index ``idx`` (None: none yet) of one document per record (``doc_terms(record)``), brought
+    up to date with ``records``: appended records are added; a different or shortened list, or a new
+    last record, starts over (so a maintain() that rewrites records must hand back a new list).
+    Callers store the result themselves (``state["k"] = bm25_sync(state.get("k"), ...)``), so a
+    structural move sees which component writes the key."""
+    n = idx["n"] if idx is not None else 0
+    if idx is None or idx.get("records") is not records or n > len(records) or (n and records[n - 1] is not idx["last"]):
+        idx = {**bm25_new(), "records": records, "last": None}
+    for d in range(idx["n"], len(records)):
+        bm25_put(idx, d, doc_terms(records[d]))
     idx["last"] = records[-1] if records else None
+    return idx
 
 
-# --- retrieve: query -> [(record index, score)], best first ---------------------------------------
-def retrieve(query, records, state, toolkit, knobs):
-    q = terms(query["question"])
-    if not records or not q:
+def bm25_top(idx, q, k, k1=1.5, b=0.75, ties="bm25s"):
+    """[(document, score)] of the ``k`` best documents for query tokens ``q``, positive scores only,
+    in bm25s's order; ``ties="write_order"`` ranks equal scores oldest first instead."""
+    n = idx["n"]
+    k = min(k, n)
+    if k <= 0 or not q:
         return []
-    idx = state["bm25"]
-    n, k1, b = idx["n"], knobs["k1"], knobs["b"]
     l_avg = np.float64(idx["total"]) / n
     lens = np.array(idx["lens"], dtype=np.int32)
     scores = np.zeros(n, dtype=np.float32)
@@ -100,26 +130,43 @@ def retrieve(query, records, state, toolkit, knobs):
             continue
         docs = np.array(p[0], dtype=np.int32)
         tf = np.array(p[1], dtype=np.float32)
-        df = len(p[0])
-        idf = np.float32(math.log(1 + (n - df + 0.5) / (df + 0.5)))
+        idf = np.float32(math.log(1 + (n - len(p[0]) + 0.5) / (len(p[0]) + 0.5)))
         tfc = tf / (k1 * ((1 - b) + b * lens[docs] / l_avg) + tf)
         scores[docs] += (idf * tfc).astype(np.float32)
-    k = min(knobs["top_k"], n)
-    # Fast path: rank only the matched records (the rest score 0 and are filtered out). When the top
-    # scores are all distinct, their order is fixed, so this equals bm25s's selection below exactly.
+    # Fast path: rank only the matched records (the rest score 0 and are dropped). When the top
+    # scores are all distinct their order is fixed, so this equals bm25s's selection below exactly.
     cand = np.flatnonzero(scores)
     top = cand
     if len(cand) > k:
         top = cand[scores[cand] >= np.partition(scores[cand], -k)[-k]]
     top_scores = scores[top]
-    if knobs.get("ties") == "write_order" or (len(top) <= k and len(np.unique(top_scores)) == len(top)):
+    if ties == "write_order" or (len(top) <= k and len(np.unique(top_scores)) == len(top)):
         order = np.lexsort((top, -top_scores))[:k]
-        return [(int(d), float(s)) for d, s in zip(top[order], top_scores[order], strict=True)]
-    # Equal scores: bm25s's own tie order is that of its argpartition over every record, so do the same.
-    part = np.argpartition(scores, -k).take(indices=range(-k, 0))
-    part_scores = np.take(scores, part)
+        return list(zip(top[order].tolist(), top_scores[order].tolist(), strict=True))
+    # Equal scores: bm25s's tie order is that of its argpartition over every record, so do the same.
+    part = np.argpartition(scores, -k)[-k:]
+    part_scores = scores[part]
     order = np.flip(np.argsort(part_scores))
-    return [(int(d), float(s)) for d, s in zip(part[order], part_scores[order], strict=True) if s > 0]
+    order = order[part_scores[order] > 0]
+    return list(zip(part[order].tolist(), part_scores[order].tolist(), strict=True))
+# --- end of the bm25 section ---
+
+
+# --- index: the incremental BM25 index over all records --------------------------------------------
+def record_terms(record):
+    return terms(record["text"])
+
+
+def index(records, state, toolkit, knobs):
+    state["bm25"] = bm25_sync(state.get("bm25"), records, record_terms)
+
+
+# --- retrieve: query -> [(record index, score)], best first ---------------------------------------
+def retrieve(query, records, state, toolkit, knobs):
+    q = terms(query["question"])
+    if not records or not q:
+        return []
+    return bm25_top(state["bm25"], q, knobs["top_k"], knobs["k1"], knobs["b"], knobs.get("ties", "bm25s"))
 
 
 # --- expand: add or reorder hits (none here) ------------------------------------------------------
@@ -155,23 +202,84 @@ def maintain(phase, records, state, toolkit, knobs):
     return records
 
 
-# Snapshot arrays travel as base64 of their little-endian bytes (JSON-safe, and fast to parse).
-_BIG_ENDIAN = array("i", [1]).tobytes()[0] != 1
+# --- snapshot: the driver's state as JSON data, shared section (identical in every seed that has it) ---
+# For persistent hosts (the exported module): a cold start loads this instead of replaying and
+# re-indexing every event. Any state the components keep is covered: arrays and numpy arrays as
+# base64 of their bytes (parsing millions of JSON numbers is the slow part), tuples, dates, dicts with
+# non-string keys, and references to the record list or to one record, which come back as the same
+# objects (an incremental index checks them by identity). Anything else raises TypeError: the host
+# then keeps replaying, which is always correct.
+def snap_encode(x, records, where):
+    if x is records:
+        return {"_mx": "records"}
+    if isinstance(x, dict) and id(x) in where and records[where[id(x)]] is x:
+        return {"_mx": "record", "i": where[id(x)]}
+    if x is None or isinstance(x, bool | int | float | str):
+        return x
+    if isinstance(x, list):
+        return [snap_encode(v, records, where) for v in x]
+    if isinstance(x, tuple):
+        return {"_mx": "tuple", "v": [snap_encode(v, records, where) for v in x]}
+    if isinstance(x, dict):
+        if all(isinstance(k, str) and k != "_mx" for k in x):
+            return {k: snap_encode(v, records, where) for k, v in x.items()}
+        return {"_mx": "dict", "k": [snap_encode(k, records, where) for k in x],
+                "v": [snap_encode(v, records, where) for v in x.values()]}
+    if isinstance(x, array):
+        return {"_mx": "array", "t": x.typecode, "b": b64encode(x.tobytes()).decode(), "le": _LITTLE}
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
+        return {"_mx": "nd", "t": x.dtype.str, "s": list(x.shape), "b": b64encode(np.ascontiguousarray(x).tobytes()).decode()}
+    if isinstance(x, _dt.datetime):
+        return {"_mx": "datetime", "v": x.isoformat()}
+    raise TypeError(f"state holds a {type(x).__name__}, not snapshot data")
 
 
-def _pack(arr):
-    if _BIG_ENDIAN:
-        arr = array(arr.typecode, arr)
-        arr.byteswap()
-    return b64encode(arr.tobytes()).decode()
+def snap_decode(x, records):
+    if isinstance(x, list):
+        return [snap_decode(v, records) for v in x]
+    if not isinstance(x, dict):
+        return x
+    tag = x.get("_mx")
+    if tag is None:
+        return {k: snap_decode(v, records) for k, v in x.items()}
+    if tag == "records":
+        return records
+    if tag == "record":
+        return records[x["i"]]
+    if tag == "tuple":
+        return tuple(snap_decode(v, records) for v in x["v"])
+    if tag == "dict":
+        return {snap_decode(k, records): snap_decode(v, records) for k, v in zip(x["k"], x["v"], strict=True)}
+    if tag == "array":
+        arr = array(x["t"])
+        arr.frombytes(b64decode(x["b"]))
+        if x["le"] != _LITTLE:
+            arr.byteswap()
+        return arr
+    if tag == "nd":
+        return np.frombuffer(b64decode(x["b"]), dtype=np.dtype(x["t"])).reshape(x["s"]).copy()
+    if tag == "datetime":
+        return _dt.datetime.fromisoformat(x["v"])
+    raise ValueError(f"unknown snapshot tag {tag!r}")
 
 
-def _unpack(code, text):
-    arr = array(code)
-    arr.frombytes(b64decode(text))
-    if _BIG_ENDIAN:
-        arr.byteswap()
-    return arr
+def snap_records(records, where):
+    # Records that JSON carries unchanged (the usual case, checked at C speed) go as they are, so a
+    # cold start parses them without a Python pass over each one.
+    try:
+        if json.loads(json.dumps(records)) == records:
+            return {"plain": records}
+    except (TypeError, ValueError):
+        pass
+    return {"coded": [snap_encode(dict(r), records, where) for r in records]}
+
+
+def unsnap_records(saved):
+    return saved["plain"] if "plain" in saved else [snap_decode(r, []) for r in saved["coded"]]
+
+
+_LITTLE = array("i", [1]).tobytes()[0] == 1
+# --- end of the snapshot section ---
 
 
 class Memory:
@@ -203,23 +311,14 @@ class Memory:
     def dump(self):
         return [{"text": r["text"], "sources": r["sources"]} for r in self.records]
 
-    # A snapshot for persistent hosts (the exported module): records and postings as plain JSON data,
-    # so a cold start loads them instead of replaying and re-tokenising every event. (Named save_state:
-    # ``self.state`` is the components' shared dict.)
+    # A snapshot for persistent hosts (see the snapshot section). (Named save_state: ``self.state`` is
+    # the components' shared dict.)
     def save_state(self):
-        idx = self.state.get("bm25")
-        if self.dirty or idx is None:
-            index(self.records, self.state, self.toolkit, self.knobs)
-            self.dirty = False
-            idx = self.state["bm25"]
-        # Postings as base64 of their machine arrays: parsing millions of JSON numbers is the slow part.
-        post = {t: [_pack(p[0]), _pack(p[1])] for t, p in idx["post"].items()}
-        return {"records": self.records, "post": post, "lens": _pack(idx["lens"]), "total": idx["total"]}
+        where = {id(r): i for i, r in enumerate(self.records)}
+        return {"records": snap_records(self.records, where), "state": snap_encode(self.state, self.records, where),
+                "dirty": self.dirty}
 
     def load_state(self, saved):
-        self.records = saved["records"]
-        post = {t: (_unpack("i", d), _unpack("f", f)) for t, (d, f) in saved["post"].items()}
-        self.state = {"bm25": {"records": self.records, "n": len(self.records), "post": post,
-                               "last": self.records[-1] if self.records else None,
-                               "lens": _unpack("i", saved["lens"]), "total": saved["total"]}}
-        self.dirty = False
+        self.records = unsnap_records(saved["records"])
+        self.state = snap_decode(saved["state"], self.records)
+        self.dirty = saved["dirty"]

@@ -18,9 +18,13 @@ Needs an LLM: yes (``NEEDS_LLM``); offline it is skipped as "needs --model".
 """
 
 import json
+import math
 import re
+from array import array
+from bisect import bisect_left
+from collections import Counter
 
-import bm25s
+import numpy as np
 
 NEEDS_LLM = True
 
@@ -86,12 +90,106 @@ def clip_tokens(text, limit, toolkit):
     return text
 
 
+# --- bm25: an incremental Okapi BM25 index, shared section (identical in every seed that has it) ---
+# Scores and ranks exactly as a bm25s index ("lucene" idf) built from scratch would, equal scores
+# included: float32 per-term contributions of a float64 length normalisation, summed in query order.
+# A write adds (or replaces) one document's postings; N, the average length and idf enter at query
+# time, so an agent's turn costs the query terms' postings, not a rebuild of the whole memory.
+def bm25_new():
+    return {"n": 0, "post": {}, "lens": array("i"), "total": 0}
+
+
+def bm25_put(idx, doc, toks, old=None):
+    """Index document ``doc`` (``idx["n"]``: a new one; lower: replace it, ``old`` being its tokens)."""
+    toks, post = toks or [""], idx["post"]
+    if doc < idx["n"]:
+        for t in set(old or [""]):
+            p = post[t]
+            i = bisect_left(p[0], doc)
+            del p[0][i], p[1][i]
+            if not p[0]:
+                del post[t]
+        idx["total"] -= idx["lens"][doc]
+        idx["lens"][doc] = len(toks)
+    else:
+        idx["lens"].append(len(toks))
+        idx["n"] += 1
+    idx["total"] += len(toks)
+    for t, tf in Counter(toks).items():
+        p = post.get(t)
+        if p is None:
+            p = post[t] = (array("i"), array("f"))
+        if p[0] and p[0][-1] > doc:  # a replaced document: keep each posting list in document order
+            i = bisect_left(p[0], doc)
+            p[0].insert(i, doc)
+            p[1].insert(i, tf)
+        else:
+            p[0].append(doc)
+            p[1].append(tf)
+
+
+def bm25_sync(idx, records, doc_terms):
+    """The index ``idx`` (None: none yet) of one document per record (``doc_terms(record)``), brought
+    up to date with ``records``: appended records are added; a different or shortened list, or a new
+    last record, starts over (so a maintain() that rewrites records must hand back a new list).
+    Callers store the result themselves (``state["k"] = bm25_sync(state.get("k"), ...)``), so a
+    structural move sees which component writes the key."""
+    n = idx["n"] if idx is not None else 0
+    if idx is None or idx.get("records") is not records or n > len(records) or (n and records[n - 1] is not idx["last"]):
+        idx = {**bm25_new(), "records": records, "last": None}
+    for d in range(idx["n"], len(records)):
+        bm25_put(idx, d, doc_terms(records[d]))
+    idx["last"] = records[-1] if records else None
+    return idx
+
+
+def bm25_top(idx, q, k, k1=1.5, b=0.75, ties="bm25s"):
+    """[(document, score)] of the ``k`` best documents for query tokens ``q``, positive scores only,
+    in bm25s's order; ``ties="write_order"`` ranks equal scores oldest first instead."""
+    n = idx["n"]
+    k = min(k, n)
+    if k <= 0 or not q:
+        return []
+    l_avg = np.float64(idx["total"]) / n
+    lens = np.array(idx["lens"], dtype=np.int32)
+    scores = np.zeros(n, dtype=np.float32)
+    for t in q:
+        p = idx["post"].get(t)
+        if p is None:
+            continue
+        docs = np.array(p[0], dtype=np.int32)
+        tf = np.array(p[1], dtype=np.float32)
+        idf = np.float32(math.log(1 + (n - len(p[0]) + 0.5) / (len(p[0]) + 0.5)))
+        tfc = tf / (k1 * ((1 - b) + b * lens[docs] / l_avg) + tf)
+        scores[docs] += (idf * tfc).astype(np.float32)
+    # Fast path: rank only the matched records (the rest score 0 and are dropped). When the top
+    # scores are all distinct their order is fixed, so this equals bm25s's selection below exactly.
+    cand = np.flatnonzero(scores)
+    top = cand
+    if len(cand) > k:
+        top = cand[scores[cand] >= np.partition(scores[cand], -k)[-k]]
+    top_scores = scores[top]
+    if ties == "write_order" or (len(top) <= k and len(np.unique(top_scores)) == len(top)):
+        order = np.lexsort((top, -top_scores))[:k]
+        return list(zip(top[order].tolist(), top_scores[order].tolist(), strict=True))
+    # Equal scores: bm25s's tie order is that of its argpartition over every record, so do the same.
+    part = np.argpartition(scores, -k)[-k:]
+    part_scores = scores[part]
+    order = np.flip(np.argsort(part_scores))
+    order = order[part_scores[order] > 0]
+    return list(zip(part[order].tolist(), part_scores[order].tolist(), strict=True))
+# --- end of the bm25 section ---
+
+
 class Memory:
     def __init__(self, toolkit, knobs):
         self.toolkit, self.knobs = toolkit, knobs
         self.core = {"text": "", "sources": []}
         self.entries = {"episodic": {}, "semantic": {}}  # id -> {"text", "sources", "time"}
-        self.next_id, self.pending, self.bm25, self.dirty = 0, [], None, True
+        self.next_id, self.pending = 0, []
+        # The search index over episodic + semantic entries (in that order), kept in step with each
+        # operation; None: rebuilt at the next search (a delete, or an insert that shifts positions).
+        self.bm25, self.flat, self.pos = None, [], {}
 
     # --- write: events buffer into chunks; each chunk is one LLM call with a list of operations ---
     def write(self, event):
@@ -146,8 +244,14 @@ class Memory:
         if kind == "insert":
             if text:
                 self.next_id += 1
-                entries[f"{store[0]}{self.next_id}"] = {"text": text, "sources": list(ids), "time": when}
-                self.dirty = True
+                eid = f"{store[0]}{self.next_id}"
+                entries[eid] = {"text": text, "sources": list(ids), "time": when}
+                if self.bm25 is not None and (store == STORES[-1] or not self.entries[STORES[-1]]):
+                    self.pos[eid] = len(self.flat)  # appended at the end of the flat order
+                    self.flat.append((store, eid, entries[eid]))
+                    bm25_put(self.bm25, self.pos[eid], terms(text))
+                else:
+                    self.bm25 = None
             return
         eid = str(op.get("id", ""))
         if eid not in entries:
@@ -155,23 +259,26 @@ class Memory:
             return
         if kind == "delete":
             del entries[eid]
+            self.bm25 = None
         elif text:
             old = entries[eid]
             entries[eid] = {"text": text, "sources": list(dict.fromkeys(old["sources"] + ids)), "time": when}
-        self.dirty = True
+            if self.bm25 is not None:
+                self.flat[self.pos[eid]] = (store, eid, entries[eid])
+                bm25_put(self.bm25, self.pos[eid], terms(text), terms(old["text"]))
 
     # --- read: core always, then BM25 over episodic + semantic ---------------------------------
     def search(self, text, k):
-        flat = [(s, eid, e) for s in STORES for eid, e in self.entries[s].items()]
+        if self.bm25 is None:
+            self.flat = [(s, eid, e) for s in STORES for eid, e in self.entries[s].items()]
+            self.pos = {eid: d for d, (_s, eid, _e) in enumerate(self.flat)}
+            self.bm25 = bm25_new()
+            for d, (_s, _eid, e) in enumerate(self.flat):
+                bm25_put(self.bm25, d, terms(e["text"]))
         q = terms(text)
-        if not flat or not q or k <= 0:
+        if not self.flat or not q or k <= 0:
             return []
-        if self.dirty or self.bm25 is None:
-            self.bm25 = bm25s.BM25()
-            self.bm25.index([terms(e["text"]) or [""] for _, _, e in flat], show_progress=False)
-            self.flat, self.dirty = flat, False
-        docs, scores = self.bm25.retrieve([q], k=min(k, len(self.flat)), show_progress=False)
-        return [self.flat[int(d)] for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        return [self.flat[d] for d, _s in bm25_top(self.bm25, q, k)]
 
     def render(self, store, entry):
         when = f"[{str(entry['time'])[:10]}] " if store == "episodic" and entry.get("time") else ""
