@@ -113,7 +113,8 @@ def test_generative_agents_ranks_recent_relevant_memory_over_old_one():
 def test_generative_agents_importance_from_llm_via_litellm_mock_response():
     tk = Broker("gpt-4o-mini", litellm_kwargs={"mock_response": "9"}).toolkit()
     mod = module("generative_agents")
-    rec = mod.encode(ev("D1:1", "1", "2024-01-01T10:00", "I got the job!"), tk, resolve(parse_knobs(mod.KNOBS), {}))[0]
+    rec = mod.encode(ev("D1:1", "1", "2024-01-01T10:00", "I got the job!"), tk,
+                     resolve(parse_knobs(mod.KNOBS), {"llm_importance": True}))[0]  # off by default
     assert rec["importance"] == pytest.approx(0.9)
 
 
@@ -138,7 +139,8 @@ def test_amem_note_construction_via_litellm_mock_response():
     reply = '{"keywords": ["pottery", "class"], "tags": ["hobby"], "context": "Ana takes up pottery."}'
     tk = Broker("gpt-4o-mini", litellm_kwargs={"mock_response": reply}).toolkit()
     mod = module("amem")
-    rec = mod.encode(ev("D1:1", "1", "2024-01-01T10:00", "I signed up for a class."), tk, resolve(parse_knobs(mod.KNOBS), {}))[0]
+    rec = mod.encode(ev("D1:1", "1", "2024-01-01T10:00", "I signed up for a class."), tk,
+                     resolve(parse_knobs(mod.KNOBS), {"llm_notes": True}))[0]  # off by default
     assert rec["keywords"] == ["pottery", "class"] and rec["tags"] == ["hobby"]
 
 
@@ -210,7 +212,7 @@ def test_session_hierarchy_returns_turns_from_the_right_session():
 def test_session_hierarchy_abstractive_summary_via_litellm_mock_response():
     summary = "Ana described her Paris trip: the Louvre, and duck at dinner by the Seine."
     tk = Broker("gpt-4o-mini", litellm_kwargs={"mock_response": summary}).toolkit()
-    mem = memory("session_hierarchy", toolkit=tk, show_summaries=1)
+    mem = memory("session_hierarchy", toolkit=tk, show_summaries=1, llm_summary=True)  # off by default
     for e in session_events()[2:]:
         mem.write(e)
     mem.manage("session_end")
