@@ -167,7 +167,7 @@ def test_eval_exits_0_when_few_probes_error(tmp_path):
     first = get_task("synthetic").episodes("test")[0].events[0].text
     once = tmp_path / "once.py"
     once.write_text(HARNESS.format(what="crashes in one episode", fail=f"self.turns[0]['text'] == {first!r}"))
-    r = mstar("eval", str(once), "--task", "synthetic", "--sandbox", "process", "--json",
+    r = mstar("eval", str(once), "--task", "synthetic", "--split", "test", "--sandbox", "process", "--json",
               cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
