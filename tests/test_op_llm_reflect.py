@@ -132,7 +132,7 @@ def test_patch_that_never_compiles_fails_after_three_tries_mock_llm(tmp_path):
 
 @pytest.mark.parametrize("edit, detail", [
     ("```python\n" + BM25.replace("    def read(self, query):", "    def lookup(self, query):") + "```", "read"),
-    (block("import bm25s", "import bm25s\nimport socket"), "socket"),
+    (block("import re", "import re\nimport socket"), "socket"),
 ])
 def test_contract_breaking_patch_is_rejected_mock_llm(tmp_path, edit, detail):
     """Recorded replies: removing ``read`` or importing ``socket`` is a contract failure, every try."""
@@ -154,7 +154,7 @@ def test_child_that_crashes_in_the_smoke_run_is_rejected_mock_llm(tmp_path):
 
 def test_identical_child_and_prose_reply_are_failures_mock_llm(tmp_path):
     """Recorded replies: a no-op edit (no_change), then prose with no program (patch_empty)."""
-    noop = "RATIONALE: nothing\n" + block("import bm25s", "import bm25s")
+    noop = "RATIONALE: nothing\n" + block("import re", "import re")
     llm, backend, _ = ledger_llm(tmp_path, [noop, "I would use a better retriever."])
     with pytest.raises(OperatorFailed) as e:
         LLMReflect().propose([parent_view()], make_ctx(llm, llm_tries=2, smoke_sandbox="inline"))
