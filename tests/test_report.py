@@ -54,7 +54,7 @@ def test_report_page_loads_without_errors_or_requests_and_shows_every_program(ru
     # The final table names the selection rule and marks the pick.
     assert "Selection rule (--select 1se)" in page.inner_text("#rule")
     assert page.locator("#final-table tr.picked").count() == 1
-    assert "unknown (before metric v2)" in page.inner_text("#meta")
+    assert "metric version 2" in page.inner_text("#meta")  # a run made now records the version it was scored by
     # Heatmaps (test split first): the winner and every seed, one cell per (program, category / episode).
     split = page.input_value("#hm-split")
     assert split == "test"
