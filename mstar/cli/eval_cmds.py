@@ -62,18 +62,13 @@ def _start_backend(sandbox: str, program: Any, run_label: str) -> Future:
     An unknown backend name is refused here, at once. The future gives (backend, the name of the
     sandbox that runs, the ``auto`` fallback warning or ""): the caller prints the warning once the
     arguments and the data are known good, so a typo is not preceded by a sandbox warning."""
-    from mstar.sandbox.registry import BACKENDS, auto_choice, auto_warning, get_backend
+    from mstar.sandbox.registry import BACKENDS, get_backend, settle
 
     if sandbox not in BACKENDS:
         get_backend(sandbox)  # raises the usual --sandbox error
 
     def start() -> tuple[Any, str, str]:
-        name, warning = sandbox, ""
-        if name == "auto":
-            name, why = auto_choice()
-            if name == "none":
-                get_backend("auto")  # refuses in one line, with the fix
-            warning = auto_warning(why) if name == "process" else ""
+        name, warning = settle(sandbox)
         # One harness: the sandbox started here serves every episode (reused), so no spares are kept.
         backend = get_backend(name, **({"spares": 0} if program is not None else {}))
         prewarm = getattr(backend, "prewarm", None)

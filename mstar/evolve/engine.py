@@ -165,13 +165,9 @@ class Engine:
     def _child_sandbox(self) -> Any:
         """The backend the operators smoke-test children in: the same kind as the evaluations' (the
         one --sandbox chose, resolved once), its own instance so breeding never waits on an evaluation."""
-        from mstar.sandbox.registry import auto_choice, get_backend
+        from mstar.sandbox.registry import get_backend, settle
 
-        name = self.config.sandbox
-        if name == "auto":
-            name = auto_choice()[0]
-            if name == "none":
-                name = "auto"  # get_backend raises the one-line refusal
+        name, _ = settle(self.config.sandbox)
         return get_backend(name, **({} if name == "inline" else {"spares": 1}))
 
     def _llm_uses(self, usable: dict[str, Any]) -> dict[str, list[str]]:

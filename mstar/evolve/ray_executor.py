@@ -488,8 +488,6 @@ def _backend_name(backend: Any) -> str:
     name = backend if isinstance(backend, str) else getattr(backend, "name", None)
     if not name:
         raise UsageError(f"the ray executor needs a sandbox backend name, not {backend!r}")
-    if name == "auto":
-        from mstar.sandbox.registry import auto_choice
+    from mstar.sandbox.registry import settle
 
-        name, _ = auto_choice()
-    return name
+    return settle(name)[0]

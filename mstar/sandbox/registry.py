@@ -58,17 +58,25 @@ def auto_choice() -> tuple[str, str]:
     return "none", f"{no_docker}, and {no_bwrap}"
 
 
+def settle(name: str) -> tuple[str, str]:
+    """(the backend ``name`` stands for, the ``auto`` fallback warning or ""): ``auto`` is resolved here,
+    and refused in one line with the fix when no sandbox with full isolation is available."""
+    if name != "auto":
+        return name, ""
+    name, why = auto_choice()
+    if name == "none":
+        raise UsageError(f"--sandbox auto: no sandbox with full isolation here: {why} "
+                         "(or pass --sandbox process to accept a weaker one)")
+    return name, auto_warning(why) if name == "process" else ""
+
+
 def get_backend(name: str, **options):
     """A backend by name; ``options`` go to its constructor (e.g. ``guard=False``, ``image=...``)."""
     if name not in BACKENDS:
         raise UsageError(f"--sandbox: unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
-    if name == "auto":
-        name, why = auto_choice()
-        if name == "none":
-            raise UsageError(f"--sandbox auto: no sandbox with full isolation here: {why} "
-                             "(or pass --sandbox process to accept a weaker one)")
-        if name == "process":
-            print(auto_warning(why), file=sys.stderr)
+    name, warning = settle(name)
+    if warning:
+        print(warning, file=sys.stderr)
     if name == "inline":
         from mstar.sandbox.inline import InlineBackend
 
