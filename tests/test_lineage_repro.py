@@ -16,9 +16,9 @@ from typing import Any
 
 from evolve_helpers import JitterOperator, TinyTask
 
-from mstar.evolve.config import EvolveConfig, StopConfig
-from mstar.evolve.engine import Engine
-from mstar.evolve.store import RunStore
+from mstar.evolve.core.config import EvolveConfig, StopConfig
+from mstar.evolve.core.engine import Engine
+from mstar.evolve.store.run_store import RunStore
 
 GOLDEN = Path(__file__).parent / "fixtures" / "lineage_golden.json"
 TASK_OPTS = {"seed": 3, "episodes": 6, "events": 60, "probes": 10}

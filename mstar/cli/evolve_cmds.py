@@ -87,9 +87,9 @@ def evolve_cmd(
     from rich.console import Console
     from rich.markup import escape
 
-    from mstar.evolve.config import EvolveConfig, StopConfig, new_run_id, parse_mix
-    from mstar.evolve.engine import Engine
-    from mstar.evolve.live import View
+    from mstar.evolve.core.config import EvolveConfig, StopConfig, new_run_id, parse_mix
+    from mstar.evolve.core.engine import Engine
+    from mstar.evolve.core.live import View
     from mstar.llm_limits import parse_max_tokens
     from mstar.sandbox.registry import get_backend
 

@@ -1,4 +1,4 @@
-"""Operator names -> operator classes (read by ``mstar.evolve.operators_loader``).
+"""Operator names -> operator classes (read by ``mstar.evolve.operators.loader``).
 
 Each operator is imported only when asked for: optuna is heavy, and an LLM operator whose module is
 missing or broken must not take the offline operators down with it. The failure is reported as a

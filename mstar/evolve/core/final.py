@@ -20,10 +20,10 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from mstar.evolve.selection import choose
+from mstar.evolve.core.selection import choose
 
 if TYPE_CHECKING:
-    from mstar.evolve.engine import Engine
+    from mstar.evolve.core.engine import Engine
 
 
 def _probe_values(eng: Engine, pid: str, split: str) -> dict[str, float]:

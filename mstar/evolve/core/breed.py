@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mstar.errors import BudgetExceeded, HarnessError, InfrastructureError
-from mstar.evolve import sampling
-from mstar.evolve.archive import ParetoArchive
-from mstar.evolve.cascade import Interrupted
-from mstar.evolve.config import EvolveConfig
-from mstar.evolve.novelty import NoveltyFilter
+from mstar.evolve.core.config import EvolveConfig
+from mstar.evolve.execution.cascade import Interrupted
 from mstar.evolve.operators.base import FailedProbe, LineageEntry, OperatorContext, OperatorFailed, ParentView
-from mstar.evolve.population import Population
-from mstar.evolve.scores import ScoreBook
-from mstar.evolve.store import ProgramRecord, ProposalRecord
+from mstar.evolve.store.run_store import ProgramRecord, ProposalRecord
+from mstar.evolve.store.scores import ScoreBook
+from mstar.evolve.strategies import sampling
+from mstar.evolve.strategies.archive import ParetoArchive
+from mstar.evolve.strategies.novelty import NoveltyFilter
+from mstar.evolve.strategies.population import Population
 from mstar.harness.knobs import KnobsError, defaults, resolve
 from mstar.harness.loader import from_source, program_hash
 

@@ -71,7 +71,7 @@ class EvolveConfig(BaseModel):
     # cosmetic rewrites (comments, docstrings, layout) are caught exactly by the normalised hash.
     novelty_threshold: float = Field(0.995, gt=0, le=1)
     final_k: int = Field(3, ge=1)  # top programs on train that are scored on val at the end
-    # How the run's result is picked on val (mstar/evolve/selection.py): "1se" -- the best on train among
+    # How the run's result is picked on val (mstar/evolve/core/selection.py): "1se" -- the best on train among
     # the programs within one standard error of the best on val; "val" -- the best on val, strictly.
     select: Literal["1se", "val"] = "1se"
     failures_per_parent: int = Field(12, ge=0)

@@ -29,20 +29,20 @@ from mstar.broker import Backend, LiteLLMBackend
 from mstar.embedders import default_embedder
 from mstar.errors import HarnessError, InfrastructureError, UsageError
 from mstar.evaluate import EvalConfig
-from mstar.evolve.archive import ParetoArchive, Point
-from mstar.evolve.breed import Breeder, program_id
-from mstar.evolve.cascade import Evaluator, Interrupted, Target, choose_episodes, passes_screen
-from mstar.evolve.config import EvolveConfig, settle_embedder
-from mstar.evolve.executor import Executor, make_executor
-from mstar.evolve.final import finish
-from mstar.evolve.ledger import Ledger
-from mstar.evolve.live import View
-from mstar.evolve.novelty import NoveltyFilter
-from mstar.evolve.operators_loader import load_operators
-from mstar.evolve.population import Population
-from mstar.evolve.scores import ScoreBook
-from mstar.evolve.stops import StopNow, Stopper
-from mstar.evolve.store import ProgramRecord, ProposalRecord, RunStore
+from mstar.evolve.core.breed import Breeder, program_id
+from mstar.evolve.core.config import EvolveConfig, settle_embedder
+from mstar.evolve.core.final import finish
+from mstar.evolve.core.live import View
+from mstar.evolve.core.stops import StopNow, Stopper
+from mstar.evolve.execution.cascade import Evaluator, Interrupted, Target, choose_episodes, passes_screen
+from mstar.evolve.execution.executor import Executor, make_executor
+from mstar.evolve.operators.loader import load_operators
+from mstar.evolve.store.ledger import Ledger
+from mstar.evolve.store.run_store import ProgramRecord, ProposalRecord, RunStore
+from mstar.evolve.store.scores import ScoreBook
+from mstar.evolve.strategies.archive import ParetoArchive, Point
+from mstar.evolve.strategies.novelty import NoveltyFilter
+from mstar.evolve.strategies.population import Population
 from mstar.faults import FaultPause
 from mstar.harness.knobs import defaults
 from mstar.harness.loader import load_program, seed_names

@@ -169,7 +169,7 @@ _DIAGNOSE: Any = None
 
 
 def diagnose(episode: Episode, result: EpisodeResult, budget: int) -> dict[str, dict[str, Any]]:
-    """Stage diagnosis of missed probes via ``mstar.evolve.diagnosis.diagnose`` when it is installed.
+    """Stage diagnosis of missed probes via ``mstar.evolve.execution.diagnosis.diagnose`` when it is installed.
 
     Keyed by probe id; each value is a ``FailedProbe`` as a dict. Without the module: no diagnoses.
     The call is adapted to the function's parameter names so the two sides can evolve separately.
@@ -177,7 +177,7 @@ def diagnose(episode: Episode, result: EpisodeResult, budget: int) -> dict[str, 
     global _DIAGNOSE
     if _DIAGNOSE is None:
         try:
-            _DIAGNOSE = importlib.import_module("mstar.evolve.diagnosis").diagnose
+            _DIAGNOSE = importlib.import_module("mstar.evolve.execution.diagnosis").diagnose
         except (ImportError, AttributeError):
             _DIAGNOSE = False
     if not _DIAGNOSE:

@@ -19,10 +19,10 @@ from typing import Any
 
 from mstar.episodes import Episode
 from mstar.errors import BudgetExceeded
-from mstar.evolve.executor import EvalJob, Executor, JobResult
-from mstar.evolve.scores import ScoreBook, diagnose, digest
-from mstar.evolve.stops import StopNow
-from mstar.evolve.store import RunStore
+from mstar.evolve.core.stops import StopNow
+from mstar.evolve.execution.executor import EvalJob, Executor, JobResult
+from mstar.evolve.store.run_store import RunStore
+from mstar.evolve.store.scores import ScoreBook, diagnose, digest
 
 
 class Interrupted(BaseException):  # noqa: N818 - a control-flow signal, like KeyboardInterrupt
