@@ -124,9 +124,9 @@ class ScriptedLLMOperator:
 
 def register() -> None:
     """Make the doubles visible to the CLI (used by the subprocess entry point too)."""
-    from mstar.evolve.operators.loader import EXTRA_OPERATORS
+    from mstar.evolve.operators.registry import OPERATORS
     from mstar.tasks import registry
 
-    EXTRA_OPERATORS["jitter"] = JitterOperator
-    EXTRA_OPERATORS["scripted_llm"] = ScriptedLLMOperator
+    OPERATORS["jitter"] = JitterOperator
+    OPERATORS["scripted_llm"] = ScriptedLLMOperator
     registry.TASKS["tiny"] = "evolve_helpers:TinyTask"

@@ -11,6 +11,7 @@ from evolve_helpers import JitterOperator, ScriptedLLMOperator, TinyTask
 from mstar.broker import LLMReply
 from mstar.evolve.core.config import EvolveConfig, StopConfig
 from mstar.evolve.core.engine import Engine
+from mstar.evolve.core.live import View
 from mstar.evolve.operators.base import OperatorFailed, Proposal
 from mstar.evolve.store.run_store import RunStore
 
@@ -274,17 +275,15 @@ def test_ledger_is_the_broker_harness_calls_are_allow_listed(tmp_path):
 
 def test_diagnoses_reach_the_store_and_the_parent_views(tmp_path, monkeypatch):
     """With a diagnosis module installed, missed probes are diagnosed, stored, and shown to operators."""
-    import types
 
+    from mstar.evolve.execution import cascade
     from mstar.evolve.operators.base import FailedProbe
-    from mstar.evolve.store import scores
 
     def diagnose(episode, result, budget):
         return [FailedProbe(probe_id=p.probe_id, episode_id=episode.id, category=p.category, question="?",
                             stage="not_retrieved") for p in result.probes if (p.evidence_recall or 0) < 1]
 
-    monkeypatch.setitem(__import__("sys").modules, "mstar.evolve.execution.diagnosis", types.SimpleNamespace(diagnose=diagnose))
-    monkeypatch.setattr(scores, "_DIAGNOSE", None)
+    monkeypatch.setattr(cascade, "diagnose", diagnose)
     seen: list[int] = []
 
     class Looks(JitterOperator):
@@ -297,29 +296,39 @@ def test_diagnoses_reach_the_store_and_the_parent_views(tmp_path, monkeypatch):
     assert seen and max(seen) > 0
     n = RunStore(tmp_path / "d").conn.execute("SELECT COUNT(*) FROM evaluations WHERE diagnosis IS NOT NULL").fetchone()[0]
     assert n > 0
-    monkeypatch.setattr(scores, "_DIAGNOSE", None)
 
 
-def test_operator_loader_adapts_to_the_registry(monkeypatch):
-    import sys
-    import types
+def test_a_failing_diagnosis_is_logged_and_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    """A bug in the diagnosis costs guidance, never the evaluation, and is never silent."""
+    from mstar.evolve.execution import cascade
 
+    def broken(episode, result, budget):
+        raise RuntimeError("diagnosis bug")
+
+    monkeypatch.setattr(cascade, "diagnose", broken)
+    logged: list[str] = []
+    view = View(live=False)
+    monkeypatch.setattr(view, "log", logged.append)
+    summary = run(tmp_path, config("e", stops=StopConfig(generations=1)), view=view)
+    assert summary["best"]["train"] is not None  # every evaluation stored and scored
+    events = RunStore(tmp_path / "e").events("diagnosis_error")
+    assert events and all("RuntimeError: diagnosis bug" in e[2]["error"] for e in events)
+    assert sum("diagnosis of" in line and "diagnosis bug" in line for line in logged) == 1
+
+
+def test_the_operator_registry_is_one_mapping_of_names_to_factories(monkeypatch):
     from mstar.errors import UsageError
-    from mstar.evolve.operators import loader as ol
+    from mstar.evolve.operators import registry
 
-    monkeypatch.setitem(sys.modules, "mstar.evolve.operators.registry",
-                        types.SimpleNamespace(OPERATORS={"jit": JitterOperator}))
-    assert isinstance(ol.load_operator("jit"), JitterOperator)
+    monkeypatch.setitem(registry.OPERATORS, "jit", JitterOperator)
+    assert isinstance(registry.load_operator("jit"), JitterOperator)
+    assert set(registry.load_operators(["jit", "tune"])) == {"jit", "tune"}
     with pytest.raises(UsageError, match="unknown operator 'nope'"):
-        ol.load_operator("nope")
-    inst = JitterOperator()
+        registry.load_operator("nope")
 
-    def get_operator(name):
-        if name != "jit":
-            raise KeyError(name)
-        return inst
+    def broken():
+        raise ImportError("no module named optuna_x")
 
-    monkeypatch.setitem(sys.modules, "mstar.evolve.operators.registry", types.SimpleNamespace(get_operator=get_operator))
-    assert ol.load_operators(["jit"]) == {"jit": inst}
-    with pytest.raises(UsageError):
-        ol.load_operator("nope")
+    monkeypatch.setitem(registry.OPERATORS, "broken", broken)
+    with pytest.raises(UsageError, match="'broken' cannot be loaded: ImportError: no module named optuna_x"):
+        registry.load_operator("broken")

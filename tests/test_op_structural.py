@@ -11,7 +11,7 @@ import pytest
 from mstar.errors import UsageError
 from mstar.evolve.operators.base import OperatorContext, OperatorFailed, ParentView
 from mstar.evolve.operators.components import Program
-from mstar.evolve.operators.loader import load_operator
+from mstar.evolve.operators.registry import load_operator
 from mstar.evolve.operators.structural import StructuralOperator, validate
 from mstar.harness.loader import from_source
 from mstar.sandbox.inline import InlineBackend
