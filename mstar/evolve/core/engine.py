@@ -233,8 +233,8 @@ class Engine:
         """Every failure is an event of the run; the log says it the first time (it is likely to repeat)."""
         self.store.event("diagnosis_error", {"program": pid, "error": what[:2000]})
         if self.evaluator.diagnosis_errors == 1:
-            self.view.log(f"{what[:300]} (the operators get no failure diagnosis for it; later failures are "
-                          "events of the run: mstar report)")
+            self.view.log(f"{what[:300]} (the operators get no failure diagnosis for it; every such failure is "
+                          "a diagnosis_error event in run.db)")
 
     def _target(self, pid: str) -> Target:
         rec = self.programs[pid]
