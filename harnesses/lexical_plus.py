@@ -9,17 +9,21 @@ relevance feedback (Rocchio / RM3-style, Lavrenko & Croft 2001) adds the salient
 question names the date: with ``dates`` every relative date in a turn ("yesterday", "two weeks ago",
 "last weekend", "next month", ...) is resolved against the turn's own time and its absolute day /
 week / month tokens are indexed with the turn; the question's dates (absolute, or relative to the
-time it is asked) become the same tokens, weighted by ``date_weight``. (3) Who said it and in which
+time it is asked) become the same tokens, weighted by ``date_weight`` (``stamp``: a turn also carries
+its own day). (3) Who said it and in which
 conversation: a speaker named in the question multiplies that speaker's turns' scores by
 ``1 + speaker_boost``; every session is also scored as one document and ``session_weight`` of its
 (normalised) score is added to each of its turns, so a session that is about the question lifts its
-turns, and each hit brings the ``window`` turns around it from its session. Whole turns only: every
-item shown is one full turn (scoring credits only whole turns).
+turns; a turn gains ``context_weight`` of its neighbours' scores (the answer to a matching question
+rises), a soft neighbour window that costs no budget unless the neighbour earns its place
+(``window`` > 0 adds the hard one: each hit brings the turns around it). Whole turns only: every item
+shown is one full turn (scoring credits only whole turns).
 Simplifies: rule-based date grammar (English, day granularity; no "the Tuesday before last"); PRF is
-one round, unweighted by document score.
+one round; the stemmer is a suffix list, not Porter's.
 Expectation (synthetic, tests/test_seeds_lexical_plus.py): on temporal probes (a date named in the
 question, the turn saying "today") near-full recall with ``dates`` on, lexical level with it off; PRF
-and the session score lift multi-hop; a speaker named in the question finds that speaker's turn.
+lifts multi-hop (clearly at ``prf_weight`` 1.0). The suite has no relative dates in turns, topical
+sessions or speakers named by others, so those are checked on hand-built conversations.
 Needs an LLM: no.
 
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.
@@ -39,8 +43,7 @@ from datetime import date, timedelta
 import numpy as np
 
 INSTRUCTIONS = (
-    "The memory below holds past conversation turns, most relevant first, each followed by the turns around it, as "
-    "'speaker: text'. Answer the question from these turns. Use the names and details exactly as they appear. "
+    "The memory below holds past conversation turns, most relevant first, as 'speaker: text'. Answer the question from these turns. Use the names and details exactly as they appear. "
     "If the turns do not contain the answer, say that it is not in memory."
 )
 
@@ -56,10 +59,11 @@ KNOBS = {
     "stamp": {"type": "bool", "default": True},
     "date_weight": {"type": "float", "low": 0.0, "high": 5.0, "default": 2.0},
     "speaker_boost": {"type": "float", "low": 0.0, "high": 2.0, "default": 0.1},
-    "session_weight": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.2},
-    "context_weight": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.2},
-    "window": {"type": "int", "low": 0, "high": 5, "default": 1},
+    "session_weight": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.3},
+    "context_weight": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.3},
+    "window": {"type": "int", "low": 0, "high": 5, "default": 0},
     "neighbor_decay": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.5},
+    "neighbor_max_chars": {"type": "int", "low": 50, "high": 5000, "default": 5000},
     # "follow": a hit's neighbours right behind it; "score": neighbours ranked by their decayed score.
     "neighbor_order": {"type": "cat", "choices": ["follow", "score"], "default": "follow"},
     "show_time": {"type": "bool", "default": False},
@@ -463,7 +467,9 @@ def expand(hits, records, state, knobs):
         group = [i]
         for d in range(1, window + 1):
             for j in (by_seq.get(records[i]["seq"] - d), by_seq.get(records[i]["seq"] + d)):
-                if j is not None and records[j].get("session") == records[i].get("session"):
+                # A neighbour rides along only when it is short: a long one costs budget a hit could use.
+                if (j is not None and records[j].get("session") == records[i].get("session")
+                        and len(records[j]["text"]) <= knobs["neighbor_max_chars"]):
                     group.append(j)
         for rank, j in enumerate(group):
             if j not in seen:

