@@ -206,3 +206,34 @@ def test_every_item_is_one_whole_turn(knobs):
     assert out["items"]
     for it in out["items"]:
         assert len(it["sources"]) == 1 and it["text"].endswith(texts[it["sources"][0]]) and it["text"] in out["context"]
+
+
+# --- the components travel: structural moves into another seed give working programs --------------
+def test_structural_moves_of_lexical_plus_components_into_another_seed_run(parent="bm25_neighbors"):
+    """Each of lexical_plus's components moved into another seed's program (the ``structural``
+    operator, helpers and knobs carried along) gives a program that loads, writes and reads."""
+    import random
+
+    from mstar.evolve.operators.base import OperatorContext, ParentView
+    from mstar.evolve.operators.structural import StructuralOperator
+    from mstar.harness.loader import from_source, seeds_dir
+
+    source = (seeds_dir() / f"{parent}.py").read_text()
+    donor = {"lexical_plus": PROGRAM.source}
+    moved = set()
+    for s in range(40):
+        if {"encode", "retrieve"} <= moved:
+            break
+        child = StructuralOperator().propose([ParentView(id="p", name=parent, source=source)],
+                                             OperatorContext(rng=random.Random(s), seeds=donor))
+        comps = {c for c in ("encode", "index", "retrieve", "expand") if f"{c} <- lexical_plus.{c}" in child.note}
+        if not comps or comps <= moved:
+            continue
+        moved |= comps
+        knobs = {k: v.default for k, v in from_source(child.source).knob_specs.items()}
+        mem = load_module(child.source).Memory(Toolkit(), knobs)
+        relative_episode(mem)
+        out = mem.read({"id": "q0", "question": "What did Ana buy at the market?", "time": "2023-05-01T12:00",
+                        "budget": 100})
+        assert out["items"] and all(it["text"] in out["context"] for it in out["items"]), child.note
+    assert {"retrieve", "encode"} <= moved, moved
