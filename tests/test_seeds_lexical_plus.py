@@ -237,3 +237,15 @@ def test_structural_moves_of_lexical_plus_components_into_another_seed_run(paren
                         "budget": 100})
         assert out["items"] and all(it["text"] in out["context"] for it in out["items"]), child.note
     assert {"retrieve", "encode"} <= moved, moved
+
+
+def test_odd_times_and_date_words_never_fail_a_write_or_a_read():
+    """Missing, unparseable and extreme times, and date words that resolve out of range, are ignored."""
+    mem = memory()
+    odd = [None, "", "not a date", "0001-01-01T00:00", "9999-12-31T23:59"]
+    for n, when in enumerate(odd):
+        mem.write({"id": f"e{n}", "session": None, "time": when, "speaker": "",
+                   "text": "Tomorrow, 6000 years ago, next Sunday, last weekend and on 31 February: kayak.", "meta": {}})
+    for when in odd:
+        out = mem.read({"id": "q0", "question": "What kayak yesterday, next year, in May?", "time": when, "budget": 200})
+        assert {it["sources"][0] for it in out["items"]} == {f"e{n}" for n in range(len(odd))}
