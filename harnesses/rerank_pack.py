@@ -52,13 +52,15 @@ KNOBS = {
     "w_sent": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.5},
     # Rerank: how many lexical candidates are reranked, and the weight of the embedding cosine.
     "cand_n": {"type": "int", "low": 10, "high": 300, "default": 100},
-    "w_embed": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.0},
-    "window": {"type": "int", "low": 0, "high": 5, "default": 1},
+    "w_embed": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.4},
+    # The hashing stand-in embedder is lexical: reranking with it only counts the same words again.
+    "rerank_hashing": {"type": "bool", "default": False},
+    "window": {"type": "int", "low": 0, "high": 5, "default": 2},
     "neighbor_decay": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.5},
     # Diversity: 1.0 packs in rank order; lower trades relevance for novelty against what is packed.
     "mmr_lambda": {"type": "float", "low": 0.0, "high": 1.0, "default": 1.0},
     "redundancy": {"type": "cat", "choices": ["tokens", "embed"], "default": "tokens"},
-    "mmr_pool": {"type": "int", "low": 10, "high": 400, "default": 150},
+    "mmr_pool": {"type": "int", "low": 10, "high": 400, "default": 60},
     "show_time": {"type": "bool", "default": False},
 }
 
@@ -245,8 +247,8 @@ def retrieve(query, records, state, toolkit, knobs):
     turn = dict(bm25_top(state["bm25"], q, cand_n, k1, b))
     w_sent = knobs["w_sent"]
     best = {}
-    if w_sent > 0:
-        st = state["rp_sent"]
+    st = state.get("rp_sent")
+    if w_sent > 0 and st is not None:
         for d, s in bm25_top(st["bm25"], q, cand_n * 3, k1, b):
             i = st["owner"][d]
             best[i] = max(best.get(i, 0.0), s)
@@ -256,6 +258,8 @@ def retrieve(query, records, state, toolkit, knobs):
            for i in set(turn) | set(best)}
     cands = sorted(lex, key=lambda i: (-lex[i], i))[:cand_n]
     w_embed = knobs["w_embed"]
+    if getattr(toolkit, "embedder_name", "hashing") == "hashing" and not knobs.get("rerank_hashing"):
+        w_embed = 0.0
     if w_embed > 0 and cands:
         qv = embed_cached([query["question"]], state, toolkit)[0]
         vecs = embed_cached([records[i]["text"] for i in cands], state, toolkit)

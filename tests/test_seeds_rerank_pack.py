@@ -141,15 +141,39 @@ def test_embedder_rerank_embeds_each_turn_once_within_the_episode_quota():
         return HashingEmbedder()(texts)
 
     mod = load_module(load_program("rerank_pack").source)
-    knobs = resolve(parse_knobs(mod.KNOBS), {"w_embed": 0.5})
+    knobs = resolve(parse_knobs(mod.KNOBS), {"w_embed": 0.5, "rerank_hashing": True})
     mem = mod.Memory(Toolkit(embed=counting), knobs)
     for i in range(300):
         mem.write({"id": f"e{i}", "session": str(i // 20), "speaker": "Ana", "text": f"kayak {i % 7} Lisbon {i}", "meta": {}})
     for r in range(50):
         mem.read({"id": f"q{r}", "question": f"kayak {r % 7} Lisbon", "time": None, "budget": 300})
     embedded = [t for c in calls for t in c]
-    assert len(embedded) == len(set(embedded)) <= 300 + 7
+    assert 50 < len(embedded) == len(set(embedded)) <= 300 + 7
     assert len(calls) <= 2 * 50
+
+
+def test_the_hashing_stand_in_is_not_used_to_rerank_by_default():
+    """Hashing vectors are bags of the same words BM25 already scored: at defaults no embed call is made
+    and the ranking is the lexical one (w_embed 0); ``rerank_hashing`` turns it on."""
+    calls = []
+
+    def counting(texts):
+        calls.append(list(texts))
+        return HashingEmbedder()(texts)
+
+    mod = load_module(load_program("rerank_pack").source)
+    for opt_in in (False, True):
+        knobs = resolve(parse_knobs(mod.KNOBS), {"rerank_hashing": opt_in})
+        mem = mod.Memory(Toolkit(embed=counting, embedder_name="hashing"), knobs)
+        for i in range(40):
+            mem.write({"id": f"e{i}", "session": "1", "speaker": "Ana", "text": f"kayak {i % 5} Lisbon {i}", "meta": {}})
+        got = mem.read({"id": "q", "question": "kayak 3 Lisbon", "time": None, "budget": 300})
+        lexical = mod.Memory(Toolkit(embed=counting), resolve(parse_knobs(mod.KNOBS), {"w_embed": 0.0}))
+        for i in range(40):
+            lexical.write({"id": f"e{i}", "session": "1", "speaker": "Ana", "text": f"kayak {i % 5} Lisbon {i}", "meta": {}})
+        if not opt_in:
+            assert calls == [] and got == lexical.read({"id": "q", "question": "kayak 3 Lisbon", "time": None, "budget": 300})
+    assert calls
 
 
 # --- the suite as a whole ---------------------------------------------------------------------------
@@ -160,3 +184,54 @@ def test_on_the_synthetic_suite_it_recalls_at_least_what_bm25_does():
         res = evaluate(load_program(name), eps, INLINE, hashing(), None, EvalConfig(budget=1024, collect_dump=False))
         got[name] = summarize(res)["overall"]["evidence_recall"]
     assert got["rerank_pack"] >= got["bm25"], got
+
+
+def test_a_variant_that_shows_only_the_best_sentence_earns_nothing():
+    """The tempting cheat of sentence ranking: show the matching sentence instead of the whole turn
+    (more turns fit the budget). Scoring credits only whole turns, so the cut variant scores 0 where the
+    seed, showing the whole long turn, scores 1."""
+    from mstar.harness.loader import from_source
+
+    src = load_program("rerank_pack").source
+    cut = src.replace('''def render(record, knobs):
+''', '''def render(record, knobs):
+    parts = [s for s in sentences(record["text"]) if "kayak" in s]
+    if parts:
+        return parts[0]
+''')
+    assert cut != src
+    ep = long_turn_episode()
+    results = evaluate(from_source(cut), [ep], INLINE, hashing(), {"w_sent": 0.5, "window": 0},
+                       EvalConfig(budget=180, collect_dump=False))
+    probe = results[0].probes[0]
+    assert "e9" in probe.listed and probe.credited == [] and probe.evidence_recall == 0.0
+    honest, _ = score(ep, 180, w_sent=0.5, window=0)
+    assert honest == 1.0
+
+
+def test_structural_moves_carry_each_component_into_another_seed_and_the_child_runs():
+    """The components are transplantable: each move of a rerank_pack component into bm25_neighbors
+    gives a program that passes the validator and scores the hand-built episodes."""
+    import random
+
+    from mstar.evolve.operators.base import OperatorContext, ParentView
+    from mstar.evolve.operators.structural import StructuralOperator
+    from mstar.harness.loader import from_source, seeds_dir
+
+    parent = (seeds_dir() / "bm25_neighbors.py").read_text()
+    donor = {"rerank_pack": (seeds_dir() / "rerank_pack.py").read_text()}
+    moved = set()
+    for s in range(60):
+        child = StructuralOperator().propose([ParentView(id="p", name="bm25_neighbors", source=parent)],
+                                             OperatorContext(rng=random.Random(s), seeds=donor))
+        comps = {c for c in ("index", "retrieve", "pack") if f"{c} <- rerank_pack.{c}" in child.note}
+        if not comps - moved:
+            continue
+        moved |= comps
+        program = from_source(child.source)
+        smoke_test(program, INLINE)
+        res = evaluate(program, [crowded_episode()], INLINE, hashing(), None, EvalConfig(budget=1024, collect_dump=False))
+        assert not res[0].failure and summarize(res)["overall"]["evidence_recall"] > 0, child.note
+        if moved == {"index", "retrieve", "pack"}:
+            break
+    assert {"retrieve", "pack"} <= moved, moved
