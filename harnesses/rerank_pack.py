@@ -11,8 +11,11 @@ is a sentence model. (3) Maximal marginal relevance (Carbonell & Goldstein 1998,
 diversity-based reranking for reordering documents"): the context is filled greedily by
 ``mmr_lambda`` x relevance - (1 - ``mmr_lambda``) x redundancy with what is already packed (content-
 word overlap, or embedding cosine), so near-duplicate turns do not crowd out the other evidence of a
-multi-hop question. Each hit also brings its neighbouring turns, as in ``bm25_neighbors``, and terms
-are lightly stemmed (``stem``) so "volunteering" meets "volunteer".
+multi-hop question. Each hit also brings its neighbouring turns, as in ``bm25_neighbors`` (optionally
+only the short ones, ``neighbor_max_words``), and terms are lightly stemmed (``stem``) so
+"volunteering" meets "volunteer". The embedder rerank is skipped when the host's embedder is the
+hashing stand-in (``toolkit.embedder_name``): its vectors only count BM25's words again
+(``rerank_hashing`` turns it on anyway).
 Simplifies: no cross-encoder (the embedder is the host's bi-encoder: MiniLM when installed, else the
 hashing stand-in, which is lexical); sentences are split on end punctuation; the stemmer is a few
 suffix rules, not Porter's.
@@ -55,8 +58,11 @@ KNOBS = {
     "w_embed": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.4},
     # The hashing stand-in embedder is lexical: reranking with it only counts the same words again.
     "rerank_hashing": {"type": "bool", "default": False},
-    "window": {"type": "int", "low": 0, "high": 5, "default": 2},
+    "window": {"type": "int", "low": 0, "high": 5, "default": 1},
     "neighbor_decay": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.5},
+    # A neighbour longer than this many words is left out (0: no limit): short turns around a hit are
+    # cheap context, long ones spend the budget a hit would use.
+    "neighbor_max_words": {"type": "int", "low": 0, "high": 400, "default": 0},
     # Diversity: 1.0 packs in rank order; lower trades relevance for novelty against what is packed.
     "mmr_lambda": {"type": "float", "low": 0.0, "high": 1.0, "default": 1.0},
     "redundancy": {"type": "cat", "choices": ["tokens", "embed"], "default": "tokens"},
@@ -284,12 +290,13 @@ def expand(hits, records, state, knobs):
     for i in range(cache[1], len(records)):
         by_seq[records[i]["seq"]] = i
     cache[1] = len(records)
-    out, seen = [], set()
+    out, seen, cap = [], set(), knobs.get("neighbor_max_words", 0)
     for i, score in hits:
         group = [i]
         for d in range(1, window + 1):
             for j in (by_seq.get(records[i]["seq"] - d), by_seq.get(records[i]["seq"] + d)):
-                if j is not None and records[j].get("session") == records[i].get("session"):
+                if (j is not None and records[j].get("session") == records[i].get("session")
+                        and (not cap or len(records[j]["text"].split()) <= cap)):
                     group.append(j)
         for rank, j in enumerate(group):
             if j not in seen:

@@ -235,3 +235,16 @@ def test_structural_moves_carry_each_component_into_another_seed_and_the_child_r
         if moved == {"index", "retrieve", "pack"}:
             break
     assert {"retrieve", "pack"} <= moved, moved
+
+
+def test_long_neighbours_are_left_out_under_neighbor_max_words():
+    """A hit's long neighbour (an assistant essay) spends the budget a second hit would use."""
+    essay = " ".join(["words"] * 150)
+    turns = [("Ana", "I keep my kayak in Lisbon."), ("Bot", essay), ("Cal", "ok"), ("Cal", "ok"),
+             ("Ana", "My other kayak stays in Porto."), ("Bot", essay)]
+    ep = episode(turns, "Where are Ana's kayaks?", ["e0", "e4"], category="multi-hop")
+    budget = 165  # one hit and its essay neighbour fit (~161 tokens); the second hit then does not
+    wide, _ = score(ep, budget, window=1)
+    capped, results = score(ep, budget, window=1, neighbor_max_words=60)
+    assert wide == 0.5 and capped == 1.0
+    assert "e1" not in results[0].probes[0].listed
