@@ -52,7 +52,7 @@ KNOBS = {
     "b": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.75},
     "stem": {"type": "bool", "default": True},
     # Passage evidence: the share of a turn's score that comes from its best sentence (0: whole turn only).
-    "w_sent": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.5},
+    "w_sent": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.3},
     # Rerank: how many lexical candidates are reranked, and the weight of the embedding cosine.
     "cand_n": {"type": "int", "low": 10, "high": 300, "default": 100},
     "w_embed": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.4},
@@ -68,6 +68,10 @@ KNOBS = {
     "redundancy": {"type": "cat", "choices": ["tokens", "embed"], "default": "tokens"},
     "mmr_pool": {"type": "int", "low": 10, "high": 400, "default": 60},
     "show_time": {"type": "bool", "default": False},
+    # Index each turn with the words of the turn before it (same session) when that one has at most this
+    # many words (0: off): an answer ("a mix of drama and romance") is found by the words of the
+    # question it answers ("your screenplay's genre?"); a long one would only dilute the key.
+    "prev_key_words": {"type": "int", "low": 0, "high": 400, "default": 100},
 }
 
 _WORD = re.compile(r"\w\w+")
@@ -209,9 +213,21 @@ def bm25_top(idx, q, k, k1=1.5, b=0.75, ties="bm25s"):
 
 
 # --- index: BM25 over whole turns, and over their sentences (both incremental) --------------------
+def turn_key(record, records, stemmed, knobs):
+    """A turn's index terms: its own, plus those of the turn before it in its session when it is short
+    (``prev_key_words``)."""
+    toks = stem_terms(record["text"], stemmed)
+    k, cap = record.get("seq"), knobs.get("prev_key_words", 0)
+    if (cap and isinstance(k, int) and 0 < k < len(records) and records[k] is record
+            and records[k - 1].get("session") == record.get("session")
+            and len(records[k - 1]["text"].split()) <= cap):
+        toks = toks + stem_terms(records[k - 1]["text"], stemmed)
+    return toks
+
+
 def index(records, state, toolkit, knobs):
     stemmed = knobs.get("stem", True)
-    state["bm25"] = bm25_sync(state.get("bm25"), records, lambda r: stem_terms(r["text"], stemmed))
+    state["bm25"] = bm25_sync(state.get("bm25"), records, lambda r: turn_key(r, records, stemmed, knobs))
     # Sentence documents, each owned by a record: appended records add theirs; a new list starts over.
     st = state.get("rp_sent")
     n = st["n"] if st is not None else 0

@@ -248,3 +248,17 @@ def test_long_neighbours_are_left_out_under_neighbor_max_words():
     capped, results = score(ep, budget, window=1, neighbor_max_words=60)
     assert wide == 0.5 and capped == 1.0
     assert "e1" not in results[0].probes[0].listed
+
+
+def test_an_answer_is_found_by_the_words_of_the_question_before_it():
+    """The answer turn shares no content word with the probe; the turn before it (the question it
+    answers) does. With ``prev_key_words`` the answer is indexed with those words and ranks first."""
+    turns = [("Ben", "What genre is your first screenplay?"), ("Ana", "A mix of drama and romance!")]
+    turns += [("Cal", f"Talk {i} about lunch.") for i in range(6)]
+    turns += [("Ben", f"I read a screenplay {w}.") for w in ("yesterday", "today", "on Monday", "at work")]
+    ep = episode(turns, "What genre is Ana's first screenplay?", ["e1"])
+    budget = 14  # one short turn
+    # (w_sent 0: the best-sentence score sees each turn's own sentences only, where the question wins)
+    off, _ = score(ep, budget, prev_key_words=0, window=0, w_sent=0.0)
+    on, _ = score(ep, budget, prev_key_words=100, window=0, w_sent=0.0)
+    assert off == 0.0 and on == 1.0
