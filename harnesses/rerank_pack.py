@@ -12,8 +12,9 @@ diversity-based reranking for reordering documents"): the context is filled gree
 ``mmr_lambda`` x relevance - (1 - ``mmr_lambda``) x redundancy with what is already packed (content-
 word overlap, or embedding cosine), so near-duplicate turns do not crowd out the other evidence of a
 multi-hop question. Each hit also brings its neighbouring turns, as in ``bm25_neighbors`` (optionally
-only the short ones, ``neighbor_max_words``), and terms are lightly stemmed (``stem``) so
-"volunteering" meets "volunteer". The embedder rerank is skipped when the host's embedder is the
+only the short ones, ``neighbor_max_words``); a turn is indexed with the words of the short turn
+before it (``prev_key_words``), so an answer is found by the question it answers; and terms are
+lightly stemmed (``stem``) so "volunteering" meets "volunteer". The embedder rerank is skipped when the host's embedder is the
 hashing stand-in (``toolkit.embedder_name``): its vectors only count BM25's words again
 (``rerank_hashing`` turns it on anyway).
 Simplifies: no cross-encoder (the embedder is the host's bi-encoder: MiniLM when installed, else the
