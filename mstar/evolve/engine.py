@@ -43,6 +43,7 @@ from mstar.evolve.population import Population
 from mstar.evolve.scores import ScoreBook
 from mstar.evolve.stops import StopNow, Stopper
 from mstar.evolve.store import ProgramRecord, ProposalRecord, RunStore
+from mstar.evolve.transfer import attach, load_transfer, trained_specs
 from mstar.faults import FaultPause
 from mstar.harness.knobs import defaults
 from mstar.harness.loader import load_program, seed_names
@@ -82,12 +83,13 @@ class Engine:
         cfg = self.config
         # Everything that can be wrong with the request is checked before the run directory is made.
         if self._suite is None:
-            from mstar.tasks.registry import get_task
+            from mstar.tasks.joint import build_suite
 
-            self._suite = get_task(cfg.task, data=cfg.data, **cfg.task_opts)
+            self._suite = build_suite(cfg.task, cfg.data, cfg.task_opts, cfg.suites)
         self.splits = {s: self._suite.episodes(s) for s in ("train", "val", "test")}
         if not self.splits["train"]:
             raise UsageError(f"--task {cfg.task}: the train split is empty; evolution needs train episodes")
+        self.transfer = load_transfer(cfg.transfer, trained_specs(cfg))  # {task: (split used, episodes)}
         backend = self._llm_backend or (
             LiteLLMBackend(cfg.model, cfg.api_base, timeout_s=cfg.llm.timeout_s) if cfg.model else None)
         self._has_llm = backend is not None
@@ -123,6 +125,7 @@ class Engine:
         self.stopper = Stopper(cfg.stops, self.run_dir)
         self.ids = {s: [e.id for e in eps] for s, eps in self.splits.items()}
         episodes = {e.id: e for eps in self.splits.values() for e in eps}
+        attach(self, episodes)  # the --transfer suites' episodes, scored in the final step
         self.screen_ids, self.minibatch_ids = choose_episodes(self.ids["train"], cfg.seed, cfg.screen_episodes,
                                                               cfg.minibatch_episodes)
         self.ledger = Ledger(self.store, backend, cfg.model or "", cfg.stops.budget_usd, cfg.stops.budget_tokens,
@@ -142,7 +145,7 @@ class Engine:
             self._executor = make_executor(cfg.executor, episodes=episodes, backend=backend,
                                            toolkit=toolkit, config=self._eval_config(), meter=self.ledger,
                                            labels={"mstar.run": cfg.run_id}, faults=self.faults, **extra)
-        self.book = ScoreBook(cfg.metric)
+        self.book = ScoreBook(cfg.metric, group=getattr(self._suite, "group_of", None))
         self.book.load(self.store.evaluation_rows())
         self.evals_base = self.store.count_episodes() + self.store.minibatch_evals()
         self.programs = {p.id: p for p in self.store.programs()}

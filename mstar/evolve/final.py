@@ -21,6 +21,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mstar.evolve.selection import choose
+from mstar.evolve.transfer import per_suite, score_transfer, transfer_rows
+from mstar.tasks.joint import joint_weights
 
 if TYPE_CHECKING:
     from mstar.evolve.engine import Engine
@@ -36,7 +38,7 @@ def _probe_values(eng: Engine, pid: str, split: str) -> dict[str, float]:
             v = json.loads(metrics).get(eng.config.metric)
             if v is not None:
                 out[f"{episode}/{probe}"] = float(v)
-    return out
+    return joint_weights(out, eng.book.group)
 
 
 def _score(eng: Engine, pid: str, split: str) -> float | None:
@@ -45,7 +47,9 @@ def _score(eng: Engine, pid: str, split: str) -> float | None:
 
 
 def _entry(eng: Engine, pid: str) -> dict[str, Any]:
-    return {"train": eng._train(pid), "val": _score(eng, pid, "val"), "test": _score(eng, pid, "test")}
+    out = {"train": eng._train(pid), "val": _score(eng, pid, "val"), "test": _score(eng, pid, "test")}
+    suites = per_suite(eng, pid)  # a joint run: each suite's own scores too
+    return out | {"suites": suites} if suites else out
 
 
 def budget_note(eng: Engine, seeds_done: bool) -> str | None:
@@ -131,6 +135,8 @@ def finish(eng: Engine) -> dict[str, Any]:
         skipped["test"] = _bounded(eng, test_targets, "test", t0 + limit_s)
         if skipped["test"]:
             eng.view.log(f"final: {_why(eng)}: {skipped['test']} test evaluations skipped (shown as '-')")
+    programs = list(dict.fromkeys(([best] if best else []) + seed_ids))
+    skipped |= score_transfer(eng, programs, t0 + limit_s, _bounded)  # the same limit as val and test
     if best is not None:
         eng.best_id = best
         def f(v: float | None) -> str:
@@ -169,6 +175,8 @@ def summarize(eng: Engine, best: str | None) -> dict[str, Any]:
             **(_entry(eng, best) if best else {"train": None, "val": None, "test": None}),
         },
         "seeds": {r.name: {"id": r.id, **_entry(eng, r.id)} for r in eng.seeds},
+        **({"transfer": transfer_rows(eng, best),
+            "transfer_split": {t: used for t, (used, _) in eng.transfer.items()}} if getattr(eng, "transfer", None) else {}),
         "evaluations": eng.evaluations,
         "generations": eng.store.get_state("generation_done", 0) or 0,
         "proposals": counts,

@@ -1,5 +1,6 @@
 """What the engine knows about evaluated programs: per-episode aggregates, kept in memory, rebuilt
-from the store on resume. Scores over a set of episodes are probe-weighted means (as `mstar eval`).
+from the store on resume. Scores over a set of episodes are probe-weighted means (as `mstar eval`); in a
+joint run, the mean over suites of those means (mstar.tasks.joint).
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ import importlib
 import inspect
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mstar.episodes import Episode
 from mstar.evaluate import EpisodeResult
+from mstar.tasks.joint import joint_score
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,11 @@ class Stats:
 
 
 class ScoreBook:
-    def __init__(self, metric: str):
+    def __init__(self, metric: str, group: Callable[[str], str] | None = None):
         self.metric = metric
+        # A joint run's episode -> its suite (mstar.tasks.joint): quality is then the mean over suites of
+        # each suite's probe-weighted mean; None: one suite, the probe-weighted mean.
+        self.group = group
         self.aggs: dict[tuple[str, str, str], EpisodeAgg] = {}
 
     def has(self, program: str, split: str, episode: str) -> bool:
@@ -76,13 +81,16 @@ class ScoreBook:
     def stats(self, program: str, split: str, episodes: Iterable[str]) -> Stats | None:
         """Probe-weighted stats over ``episodes``; None while any of them is not evaluated."""
         parts = []
+        by_group: dict[str, tuple[float, int]] = {}
         for ep in episodes:
             a = self.aggs.get((program, split, ep))
             if a is None:
                 return None
             parts.append(a)
+            g = self.group(ep) if self.group else ""
+            acc = by_group.get(g, (0.0, 0))
+            by_group[g] = (acc[0] + a.q_sum, acc[1] + a.q_n)
         probes = sum(a.probes for a in parts)
-        q_n = sum(a.q_n for a in parts)
         cats: dict[str, list[float]] = {}
         for a in parts:
             for c, (s, n) in a.by_cat.items():
@@ -91,7 +99,7 @@ class ScoreBook:
                 acc[1] += n
         failed = [a for a in parts if a.failure]
         return Stats(
-            quality=sum(a.q_sum for a in parts) / q_n if q_n else 0.0,
+            quality=joint_score(by_group),
             tokens=sum(a.tokens for a in parts) / probes if probes else 0.0,
             cost=sum(a.cost for a in parts) / probes if probes else 0.0,
             probes=probes,
