@@ -16,7 +16,14 @@ import pytest
 
 from mstar.errors import UsageError
 from mstar.evolve.scores import EpisodeAgg, ScoreBook
-from mstar.tasks.joint import group_of, joint_score, joint_weights, pair_data, split_task_opts
+from mstar.tasks.joint import (
+    choose_per_suite,
+    group_of,
+    joint_score,
+    joint_weights,
+    pair_data,
+    split_task_opts,
+)
 
 ENTRY = Path(__file__).resolve().parent / "evolve_entry.py"
 ENV = os.environ | {"MSTAR_EMBEDDER": "hashing"}  # the same embedder for the run and for `mstar eval`
@@ -68,6 +75,17 @@ def test_per_probe_values_are_reweighted_so_their_mean_is_the_joint_objective():
     w = joint_weights(values, group_of)
     assert sum(w.values()) / len(w) == pytest.approx((1.0 + 0.25) / 2)
     assert joint_weights(values, None) is values
+
+
+def test_the_screen_and_the_minibatch_measure_every_suite():
+    from mstar.evolve.cascade import choose_episodes
+
+    ids = [f"big/e{i}" for i in range(20)] + ["small/a", "small/b", "small/c"]
+    screen, mb = choose_per_suite(choose_episodes, ids, group_of, 0, 1, 1)
+    assert sorted(group_of(e) for e in screen) == ["big", "small"]
+    assert sorted(group_of(e) for e in mb) == ["big", "small"] and not set(screen) & set(mb)
+    # One suite: exactly the draw a run made before joint runs existed (same seed, same lineage).
+    assert choose_per_suite(choose_episodes, ids, None, 0, 2, 3) == choose_episodes(ids, 0, 2, 3)
 
 
 def test_pairing_of_task_data_and_options():

@@ -48,6 +48,7 @@ from mstar.faults import FaultPause
 from mstar.harness.knobs import defaults
 from mstar.harness.loader import load_program, seed_names
 from mstar.scoring.aggregate import LLM_METRICS
+from mstar.tasks.joint import choose_per_suite
 from mstar.toolkit import Toolkit
 
 # Missed probes are read again at 4x the budget to tell "cut by the budget" from "not retrieved".
@@ -126,8 +127,9 @@ class Engine:
         self.ids = {s: [e.id for e in eps] for s, eps in self.splits.items()}
         episodes = {e.id: e for eps in self.splits.values() for e in eps}
         attach(self, episodes)  # the --transfer suites' episodes, scored in the final step
-        self.screen_ids, self.minibatch_ids = choose_episodes(self.ids["train"], cfg.seed, cfg.screen_episodes,
-                                                              cfg.minibatch_episodes)
+        self.screen_ids, self.minibatch_ids = choose_per_suite(choose_episodes, self.ids["train"],  # joint: per suite
+                                                               getattr(self._suite, "group_of", None), cfg.seed,
+                                                               cfg.screen_episodes, cfg.minibatch_episodes)
         self.ledger = Ledger(self.store, backend, cfg.model or "", cfg.stops.budget_usd, cfg.stops.budget_tokens,
                              cfg.llm, cfg.run_id)
         embedder = default_embedder(prefer=cfg.embedder)  # the Ray executor rebuilds it by name in each worker
