@@ -51,7 +51,12 @@ def joint_score(parts: Mapping[str, tuple[float, int]]) -> float:
 
 
 def namespaced(label: str, episodes: Iterable[Episode]) -> list[Episode]:
-    return [e.model_copy(update={"id": f"{label}{SEP}{e.id}"}) for e in episodes]
+    """Copies with ids ``<label>/<id>``; the suite's own id stays in the (host-only) meta, so the harness
+    sees the episode exactly as under `mstar eval` of its suite (mstar.visible)."""
+    from mstar.visible import OWN_ID
+
+    return [e.model_copy(update={"id": f"{label}{SEP}{e.id}", "meta": {**e.meta, OWN_ID: e.meta.get(OWN_ID, e.id)}})
+            for e in episodes]
 
 
 class JointTask:

@@ -21,6 +21,7 @@ from mstar.tasks.joint import (
     group_of,
     joint_score,
     joint_weights,
+    namespaced,
     pair_data,
     split_task_opts,
 )
@@ -86,6 +87,22 @@ def test_the_screen_and_the_minibatch_measure_every_suite():
     assert sorted(group_of(e) for e in mb) == ["big", "small"] and not set(screen) & set(mb)
     # One suite: exactly the draw a run made before joint runs existed (same seed, same lineage).
     assert choose_per_suite(choose_episodes, ids, None, 0, 2, 3) == choose_episodes(ids, 0, 2, 3)
+
+
+def test_a_namespaced_episode_reads_in_the_same_order_with_the_same_aliases():
+    """So an order-sensitive harness scores in a joint run (or a transfer) what `mstar eval` gives it."""
+    from mstar.tasks.synthetic import SyntheticTask
+    from mstar.visible import EpisodeView
+
+    ep = SyntheticTask(episodes=2, events=60, probes=12).episodes("test")[0]
+    (copy,) = namespaced("synthetic", [ep])
+    (twice,) = namespaced("transfer:synthetic", [copy])
+    assert copy.id == f"synthetic/{ep.id}" and twice.id.startswith("transfer:synthetic/")
+    for other in (copy, twice):
+        view, mine = EpisodeView(ep), EpisodeView(other)
+        assert view.alias == mine.alias
+        assert [p.id for p in view.read_order(ep.probes)] == [p.id for p in mine.read_order(other.probes)]
+    assert EpisodeView(ep.model_copy(update={"id": "x/" + ep.id})).alias != EpisodeView(ep).alias  # keyed on it
 
 
 def test_pairing_of_task_data_and_options():
