@@ -89,8 +89,12 @@ class JointTask:
     def episodes(self, split: str = "all") -> list[Episode]:
         check_split(split)
         if split not in self._cache:
-            self._cache[split] = [e for label, suite in self.suites.items()
-                                  for e in namespaced(label, suite.episodes(split))]
+            parts = {label: suite.episodes(split) for label, suite in self.suites.items()}
+            empty = [label for label, eps in parts.items() if not eps]
+            if split == "train" and empty:  # the objective would silently leave that suite out of the search
+                raise UsageError(f"--task {empty[0]}: its train split is empty; every suite of a joint run needs "
+                                 "train episodes")
+            self._cache[split] = [e for label, eps in parts.items() for e in namespaced(label, eps)]
         return list(self._cache[split])
 
 

@@ -27,6 +27,7 @@ from mstar.tasks.joint import (
 )
 
 ENTRY = Path(__file__).resolve().parent / "evolve_entry.py"
+LME_SMALL = Path(__file__).resolve().parent / "fixtures" / "longmemeval_small.json"
 ENV = os.environ | {"MSTAR_EMBEDDER": "hashing"}  # the same embedder for the run and for `mstar eval`
 SMALL_SYN = ["synthetic.episodes=4", "synthetic.events=120", "synthetic.probes=10"]
 JOINT = ["evolve", "--task", "tiny", "--task", "synthetic", *[a for o in SMALL_SYN for a in ("-o", o)],
@@ -183,6 +184,8 @@ def test_resume_keeps_the_suites_and_the_table_shows_per_suite_and_transfer_colu
     (["--task", "tiny", "--task", "synthetic", "--data", "x.json"], "--data: 1 given for 2 --task"),
     (["--task", "tiny", "--task", "synthetic", "-o", "seed=1"], "--task-opt seed: with several --task"),
     (["--task", "tiny", "--task", "tiny"], "--task tiny: given twice"),
+    (["--task", "tiny", "--data", "-", "--task", "longmemeval", "--data", str(LME_SMALL), "-o", "longmemeval.split=0/1/1"],
+     "--task longmemeval: its train split is empty"),
     (["--task", "tiny", "--transfer", "nope"], "--transfer nope: unknown task 'nope'"),
     (["--task", "tiny", "--transfer", "synthetic:x.json"], "--data: task 'synthetic' generates its data"),
     (["--task", "tiny", "--transfer", "tiny"], "--transfer tiny: the run evolves on this suite already"),
