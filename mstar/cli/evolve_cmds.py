@@ -63,10 +63,10 @@ def _suites(tasks: list[str], data: list[str], opts: dict[str, Any]) -> tuple[li
 
 
 def evolve_cmd(
-    task: Annotated[list[str] | None, typer.Option("--task", "-t", help="Task suite (see `mstar tasks`). Repeat it to evolve against several suites at once (objective: the mean over suites of each suite's mean score; docs/EVOLVE.md).")] = None,
-    data: Annotated[list[str] | None, typer.Option("--data", help=DATA_HELP + " With several --task, the i-th --data goes with the i-th --task (--data - for a suite without a file).")] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", "-t", metavar="TASK", help="Task suite (see `mstar tasks`). Repeat it to evolve against several suites at once (objective: the mean over suites of each suite's mean score; docs/EVOLVE.md).")] = None,
+    data: Annotated[list[str] | None, typer.Option("--data", metavar="PATH", help=DATA_HELP + " With several --task, the i-th --data goes with the i-th --task (--data - for a suite without a file).")] = None,
     task_opt: Annotated[list[str] | None, typer.Option("--task-opt", "-o", help="Task option KEY=VALUE (split and size options); with several --task, TASK.KEY=VALUE.")] = None,
-    transfer: Annotated[list[str] | None, typer.Option("--transfer", help="TASK[:DATA] (repeatable): at the end, score the winner and every seed on this suite's test split (the whole suite if it has none), within --final-minutes.")] = None,
+    transfer: Annotated[list[str] | None, typer.Option("--transfer", metavar="TASK[:DATA]", help="TASK[:DATA] (repeatable): at the end, score the winner and every seed on this suite's test split (the whole suite if it has none), within --final-minutes.")] = None,
     budget: Annotated[int, typer.Option("--budget", min=1, help="Context budget in tokens.")] = 1024,
     metric: Annotated[str, typer.Option("--metric", help="Quality objective: evidence_recall, ndcg@10, session_recall, answer_containment; with --model also qa_f1, qa_judge (the answer step).")] = "evidence_recall",
     seeds: Annotated[str | None, typer.Option("--seeds", help="Comma-separated seed names (default: every usable seed).")] = None,
