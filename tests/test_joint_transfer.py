@@ -216,3 +216,21 @@ def test_transfer_to_longmemeval_dev_is_bounded_by_the_final_time_limit(lme_dev_
     assert any(v is None for v in rows.values())
     assert out["final"]["seconds"] < 1.2 + 30  # the limit plus one episode in flight
     assert "transfer to longmemeval" in r.stderr and "skipped" in r.stderr
+
+
+def test_a_transfer_suite_without_a_test_split_is_scored_whole_and_says_so(tmp_path):
+    """The small LongMemEval fixture hashes all 6 questions into train: transfer uses the whole suite."""
+    base = ["evolve", "--task", "tiny", "--budget", "64", "--seeds", "bm25,recency", "--operators", "jitter=1",
+            "--children-per-gen", "1", "--generations", "1", "--executor", "inline", "--sandbox", "inline",
+            "--embedder", "hashing", "--transfer", f"longmemeval:{LME_SMALL}", "--runs-dir", str(tmp_path)]
+    r = mstar(*base, "--run-id", "a", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["transfer_split"] == {"longmemeval": "all"}
+    rows = out["transfer"]["longmemeval"]
+    for seed in ("bm25", "recency"):
+        assert rows[seed] == pytest.approx(eval_recall(seed, "--task", "longmemeval", "--data", str(LME_SMALL),
+                                                       "--split", "all"))
+    table = mstar("evolve", "--resume", str(tmp_path / "a"), "--generations", "2", "--quiet")
+    assert table.returncode == 0, table.stderr
+    assert "\u2192 longmemeval (all)" in table.stdout
