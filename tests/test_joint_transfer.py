@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mstar.errors import UsageError
-from mstar.evolve.scores import EpisodeAgg, ScoreBook
+from mstar.evolve.store.scores import EpisodeAgg, ScoreBook
 from mstar.tasks.joint import (
     choose_per_suite,
     group_of,
@@ -49,8 +49,8 @@ def eval_recall(program: str, *args: str) -> float:
 # --- the objective, by hand ------------------------------------------------------------------------------
 def _agg(scores: list[float]) -> EpisodeAgg:
     a = EpisodeAgg()
-    for s in scores:
-        a.add_probe({"evidence_recall": s, "category": "c"}, "evidence_recall", 10, None)
+    for i, s in enumerate(scores):
+        a.add_probe({"evidence_recall": s, "category": "c"}, "evidence_recall", 10, None, f"q{i}")
     return a
 
 
@@ -79,8 +79,25 @@ def test_per_probe_values_are_reweighted_so_their_mean_is_the_joint_objective():
     assert joint_weights(values, None) is values
 
 
+def test_the_score_book_hands_the_final_pick_joint_weighted_probe_values():
+    """One aggregation: the per-probe values the 1-SE pick pairs come from the score book, weighted there,
+    so their mean is the score the book ranks by; a one-suite book hands the raw values."""
+    book = ScoreBook("evidence_recall", group=group_of)
+    book.put("p", "val", "big/e1", _agg([1.0] * 8))
+    book.put("p", "val", "small/e1", _agg([0.0, 0.5]))
+    ids = ["big/e1", "small/e1"]
+    values = book.probe_values("p", "val", ids)
+    assert len(values) == 10
+    assert sum(values.values()) / len(values) == pytest.approx(book.score("p", "val", ids)) == pytest.approx(0.625)
+    plain = ScoreBook("evidence_recall")
+    plain.aggs = dict(book.aggs)
+    raw = plain.probe_values("p", "val", ids)
+    assert sorted(raw.values()) == [0.0, 0.5] + [1.0] * 8
+    assert sum(raw.values()) / len(raw) == pytest.approx(plain.score("p", "val", ids))
+
+
 def test_the_screen_and_the_minibatch_measure_every_suite():
-    from mstar.evolve.cascade import choose_episodes
+    from mstar.evolve.execution.cascade import choose_episodes
 
     ids = [f"big/e{i}" for i in range(20)] + ["small/a", "small/b", "small/c"]
     screen, mb = choose_per_suite(choose_episodes, ids, group_of, 0, 1, 1)

@@ -82,6 +82,10 @@ def evolve_cmd(
     margin: Annotated[float, typer.Option("--cascade-margin", min=0, help="A child within this of its parent on the screen gets the full train evaluation.")] = 0.02,
     final_k: Annotated[int, typer.Option("--final-k", min=1, help="Top programs on train scored on val at the end.")] = 3,
     select: Annotated[str, typer.Option("--select", help="The run's result: 1se = best on train among the programs within one standard error of the best on val; val = best on val, strictly.")] = "1se",
+    parent_policy: Annotated[str | None, typer.Option("--parent-policy", help="How parents are drawn: rank (default: by rank and few children, per island) or pareto (programs best on at least one train probe, in proportion to the probes they win).")] = None,
+    behaviour_key: Annotated[str | None, typer.Option("--behaviour-key", help="When a screened child is a neutral variant: aggregate (default: same mean score, context size and errors), signature (same value on every screen probe) or code (never; only the code filter).")] = None,
+    prefer_shorter: Annotated[bool | None, typer.Option("--prefer-shorter/--no-prefer-shorter", help="Among programs with equal scores, rank the shorter first (default: off).")] = None,
+    island_reset_every: Annotated[int | None, typer.Option("--island-reset-every", min=0, help="Every N generations, re-seed the weaker half of the islands from the best of the others (default: never).")] = None,
     max_evals: Annotated[int | None, typer.Option("--max-evals", min=1, help="Stop after N episode evaluations.")] = None,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", min=0.01, help="Stop the search after M minutes of this session (then val and test are scored: allow a few minutes more); on --resume, M more minutes.")] = None,
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", min=0, help="Hard LLM budget in USD.")] = None,
@@ -116,12 +120,15 @@ def evolve_cmd(
     from rich.console import Console
     from rich.markup import escape
 
-    from mstar.evolve.config import EvolveConfig, StopConfig, new_run_id, parse_mix
-    from mstar.evolve.engine import Engine
-    from mstar.evolve.live import View
+    from mstar.evolve.core.config import EvolveConfig, StopConfig, new_run_id, parse_mix
+    from mstar.evolve.core.engine import Engine
+    from mstar.evolve.core.live import View
     from mstar.llm_limits import parse_max_tokens
     from mstar.sandbox.registry import get_backend
 
+    policies = {k: v for k, v in {"parent_policy": parent_policy, "behaviour_key": behaviour_key,
+                                  "prefer_shorter": prefer_shorter,
+                                  "island_reset_every": island_reset_every}.items() if v is not None}
     stops = {"generations": generations, "max_evals": max_evals, "max_minutes": max_minutes,
              "budget_usd": budget_usd, "budget_tokens": budget_tokens, "patience": patience}
     extra_stops = {k: v for k, v in {"final_minutes": final_minutes, "stop_grace_s": stop_grace}.items()
@@ -141,6 +148,9 @@ def evolve_cmd(
         given = {k: v for k, v in stops.items() if v is not None}
         if max_tokens is not None:
             raise UsageError("--max-tokens: a resumed run keeps its caps (they change what is searched)")
+        for k in policies:
+            raise UsageError(f"--{k.replace('_', '-')}: a resumed run keeps the search policies of its config.json "
+                             "(a replay under other policies would not be the same run)")
         from mstar.cli.resume import plan
 
         resuming, new_stops = plan(resume, config.stops.model_dump(), given)  # refuses a resume that would not search
@@ -176,12 +186,12 @@ def evolve_cmd(
                 minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, select=select, sandbox=sandbox,
                 executor=executor, workers=workers, ray_address=ray_address, model=model, api_base=api_base,
                 **({"infra_wait_s": infra_wait} if infra_wait is not None else {}),
-                embedder=embedder or "auto", stops=StopConfig(**stops, **extra_stops), llm=limits)
+                embedder=embedder or "auto", stops=StopConfig(**stops, **extra_stops), llm=limits, **policies)
         except ValidationError as e:
             err = e.errors()[0]
             flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
             raise UsageError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
-    from mstar.evolve.transfer import load_transfer, trained_specs
+    from mstar.evolve.core.transfer import load_transfer, trained_specs
     from mstar.tasks.joint import build_suite
 
     # A task or data error (of a --transfer suite too) before any sandbox warning.

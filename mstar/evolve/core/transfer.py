@@ -18,7 +18,8 @@ from mstar.errors import UsageError
 from mstar.tasks.joint import SuiteSpec, group_of, namespaced
 
 if TYPE_CHECKING:
-    from mstar.evolve.engine import Engine
+    from mstar.evolve.core.engine import Engine
+    from mstar.evolve.core.run_state import RunState
 
 PREFIX = "transfer:"
 
@@ -50,14 +51,11 @@ def split_name(task: str) -> str:
     return PREFIX + task
 
 
-def per_suite(eng: Engine, pid: str) -> dict[str, dict[str, float | None]]:
+def per_suite(eng: RunState, pid: str) -> dict[str, dict[str, float | None]]:
     """A joint run's scores of ``pid`` on each suite's train, val and test (each a plain probe-weighted
     mean); {} for a one-suite run."""
-    labels = getattr(eng._suite, "labels", None)
-    if not labels:
-        return {}
     out: dict[str, dict[str, float | None]] = {}
-    for label in labels:
+    for label in eng.suites:
         row: dict[str, float | None] = {}
         for split in ("train", "val", "test"):
             ids = [e for e in eng.ids[split] if group_of(e) == label]
@@ -66,10 +64,10 @@ def per_suite(eng: Engine, pid: str) -> dict[str, dict[str, float | None]]:
     return out
 
 
-def transfer_rows(eng: Engine, best: str | None) -> dict[str, dict[str, float | None]]:
+def transfer_rows(eng: RunState, best: str | None) -> dict[str, dict[str, float | None]]:
     """``{task: {"best" | seed name: score or None (skipped)}}``."""
     out: dict[str, dict[str, float | None]] = {}
-    for task in getattr(eng, "transfer", {}):
+    for task in eng.transfer:
         split = split_name(task)
         ids = eng.ids[split]
         row: dict[str, float | None] = {}
@@ -81,15 +79,15 @@ def transfer_rows(eng: Engine, best: str | None) -> dict[str, dict[str, float | 
     return out
 
 
-def score_transfer(eng: Engine, programs: list[str], deadline: float, bounded: Any) -> dict[str, int]:
+def score_transfer(eng: RunState, programs: list[str], deadline: float, bounded: Any) -> dict[str, int]:
     """Score ``programs`` on each transfer suite until ``deadline`` (``bounded``: the final step's
     bounded scoring); returns the skipped evaluations per transfer split."""
     skipped: dict[str, int] = {}
-    for task, (used, episodes) in getattr(eng, "transfer", {}).items():
+    for task, used in eng.transfer.items():
         split = split_name(task)
         eng.view.log(f"final: transfer: scoring {len(programs)} programs on {task} ({used} split, "
-                     f"{len(episodes)} episodes)")
-        n = bounded(eng, [eng._target(p) for p in programs], split, deadline)
+                     f"{len(eng.ids[split])} episodes)")
+        n = bounded(eng, [eng.target(p) for p in programs], split, deadline)
         if n:
             skipped[split] = n
             eng.view.log(f"final: transfer to {task}: {n} evaluations skipped (time limit; shown as '-')")
