@@ -139,9 +139,6 @@ def evolve_cmd(
         raise UsageError(f"--max-tokens: {e}") from None
     if resume is not None:
         config = EvolveConfig.load(resume)
-        if task or data or task_opt or transfer:
-            raise UsageError("--resume: a resumed run keeps its suites (--task, --data, --task-opt, --transfer "
-                             "are in its config.json)")
         if embedder is not None and embedder.strip().lower() not in ("auto", config.embedder):
             raise UsageError(f"--embedder: this run is evaluated with the {config.embedder!r} embedder; "
                              "a resumed run keeps it (scores of different embedders do not compare)")
@@ -151,6 +148,11 @@ def evolve_cmd(
         for k in policies:
             raise UsageError(f"--{k.replace('_', '-')}: a resumed run keeps the search policies of its config.json "
                              "(a replay under other policies would not be the same run)")
+        # After the flag-specific refusals above, so a refused policy or cap is named even when the
+        # command line also repeats the run's --task.
+        if task or data or task_opt or transfer:
+            raise UsageError("--resume: a resumed run keeps its suites (--task, --data, --task-opt, --transfer "
+                             "are in its config.json)")
         from mstar.cli.resume import plan
 
         resuming, new_stops = plan(resume, config.stops.model_dump(), given)  # refuses a resume that would not search
