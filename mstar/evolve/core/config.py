@@ -19,6 +19,7 @@ from mstar.errors import UsageError
 from mstar.llm_limits import LLMLimits
 from mstar.scoring import METRIC_VERSION
 from mstar.scoring.aggregate import QUALITY_METRICS
+from mstar.tasks.joint import SuiteSpec
 
 # The offline default: no key, no LLM. With --model the reflective operators join.
 OFFLINE_MIX = {"structural": 0.6, "tune": 0.4}
@@ -52,6 +53,11 @@ class EvolveConfig(BaseModel):
     task: str
     data: str | None = None
     task_opts: dict[str, Any] = Field(default_factory=dict)
+    # A joint run (several --task): every suite with its own data and options; ``task`` is then their
+    # names joined by "+" and ``data`` / ``task_opts`` are unused (mstar.tasks.joint).
+    suites: list[SuiteSpec] = Field(default_factory=list)
+    # --transfer: suites the winner and the seeds are scored on at the end (mstar.evolve.core.transfer).
+    transfer: list[SuiteSpec] = Field(default_factory=list)
     budget: int = Field(1024, ge=1)
     metric: str = "evidence_recall"
     seeds: list[str] | None = None  # None: every seed of the library

@@ -37,6 +37,7 @@ from mstar.evolve.core.live import View
 from mstar.evolve.core.run_state import RunState, write_best
 from mstar.evolve.core.seeds import parts_bin, seed_records
 from mstar.evolve.core.stops import StopNow, Stopper
+from mstar.evolve.core.transfer import attach, load_transfer, trained_specs
 from mstar.evolve.execution.cascade import Evaluator, Interrupted, Target, choose_episodes, passes_screen
 from mstar.evolve.execution.executor import Executor, make_executor
 from mstar.evolve.operators.registry import load_operators
@@ -51,6 +52,7 @@ from mstar.evolve.strategies.population import Population
 from mstar.faults import FaultPause
 from mstar.harness.loader import load_program
 from mstar.scoring.aggregate import LLM_METRICS
+from mstar.tasks.joint import choose_per_suite
 from mstar.toolkit import Toolkit
 
 # Missed probes are read again at 4x the budget to tell "cut by the budget" from "not retrieved".
@@ -88,12 +90,13 @@ class Engine:
         cfg = self.config
         # Everything that can be wrong with the request is checked before the run directory is made.
         if self._suite is None:
-            from mstar.tasks.registry import get_task
+            from mstar.tasks.joint import build_suite
 
-            self._suite = get_task(cfg.task, data=cfg.data, **cfg.task_opts)
+            self._suite = build_suite(cfg.task, cfg.data, cfg.task_opts, cfg.suites)
         self.splits = {s: self._suite.episodes(s) for s in ("train", "val", "test")}
         if not self.splits["train"]:
             raise UsageError(f"--task {cfg.task}: the train split is empty; evolution needs train episodes")
+        self.transfer = load_transfer(cfg.transfer, trained_specs(cfg))  # {task: (split used, episodes)}
         backend = self._llm_backend or (
             LiteLLMBackend(cfg.model, cfg.api_base, timeout_s=cfg.llm.timeout_s) if cfg.model else None)
         self._has_llm = backend is not None
@@ -129,8 +132,10 @@ class Engine:
         self.stopper = Stopper(cfg.stops, self.run_dir)
         self.ids = {s: [e.id for e in eps] for s, eps in self.splits.items()}
         episodes = {e.id: e for eps in self.splits.values() for e in eps}
-        self.screen_ids, self.minibatch_ids = choose_episodes(self.ids["train"], cfg.seed, cfg.screen_episodes,
-                                                              cfg.minibatch_episodes)
+        attach(self, episodes)  # the --transfer suites' episodes, scored in the final step
+        self.screen_ids, self.minibatch_ids = choose_per_suite(choose_episodes, self.ids["train"],  # joint: per suite
+                                                               getattr(self._suite, "group_of", None), cfg.seed,
+                                                               cfg.screen_episodes, cfg.minibatch_episodes)
         self.ledger = Ledger(self.store, backend, cfg.model or "", cfg.stops.budget_usd, cfg.stops.budget_tokens,
                              cfg.llm, cfg.run_id)
         embedder = default_embedder(prefer=cfg.embedder)  # the Ray executor rebuilds it by name in each worker
@@ -148,7 +153,7 @@ class Engine:
             self._executor = make_executor(cfg.executor, episodes=episodes, backend=backend,
                                            toolkit=toolkit, config=self._eval_config(), meter=self.ledger,
                                            labels={"mstar.run": cfg.run_id}, faults=self.faults, **extra)
-        self.book = ScoreBook(cfg.metric)
+        self.book = ScoreBook(cfg.metric, group=getattr(self._suite, "group_of", None))
         self.book.load(self.store.evaluation_rows())
         self.evals_base = self.store.count_episodes() + self.store.minibatch_evals()
         self.programs = {p.id: p for p in self.store.programs()}
@@ -287,7 +292,9 @@ class Engine:
         return RunState(config=self.config, run_dir=self.run_dir, store=self.store, book=self.book,
                         evaluator=self.evaluator, view=self.view, ids=self.ids, programs=self.programs,
                         seeds=self.seeds, stop_reason=self.stop_reason, t0=self.t0,
-                        evaluations=lambda: self.evaluations, stopper=self.stopper, best_id=self.best_id)
+                        evaluations=lambda: self.evaluations, stopper=self.stopper, best_id=self.best_id,
+                        suites=list(getattr(self._suite, "labels", None) or []),
+                        transfer={task: used for task, (used, _) in self.transfer.items()})
 
     # --- the run ------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from mstar.evolve.core.run_state import RunState
 from mstar.evolve.core.selection import choose
+from mstar.evolve.core.transfer import per_suite, score_transfer, transfer_rows
 
 
 def _score(eng: RunState, pid: str, split: str) -> float | None:
@@ -28,7 +29,9 @@ def _score(eng: RunState, pid: str, split: str) -> float | None:
 
 
 def _entry(eng: RunState, pid: str) -> dict[str, Any]:
-    return {"train": eng.train(pid), "val": _score(eng, pid, "val"), "test": _score(eng, pid, "test")}
+    out = {"train": eng.train(pid), "val": _score(eng, pid, "val"), "test": _score(eng, pid, "test")}
+    suites = per_suite(eng, pid)  # a joint run: each suite's own scores too
+    return out | {"suites": suites} if suites else out
 
 
 def budget_note(eng: RunState, seeds_done: bool) -> str | None:
@@ -113,6 +116,8 @@ def finish(eng: RunState) -> dict[str, Any]:
         skipped["test"] = _bounded(eng, test_targets, "test", t0 + limit_s)
         if skipped["test"]:
             eng.view.log(f"final: {_why(eng)}: {skipped['test']} test evaluations skipped (shown as '-')")
+    programs = list(dict.fromkeys(([best] if best else []) + seed_ids))
+    skipped |= score_transfer(eng, programs, t0 + limit_s, _bounded)  # the same limit as val and test
     if best is not None:
         eng.best_id = best
         def f(v: float | None) -> str:
@@ -151,6 +156,7 @@ def summarize(eng: RunState, best: str | None) -> dict[str, Any]:
             **(_entry(eng, best) if best else {"train": None, "val": None, "test": None}),
         },
         "seeds": {r.name: {"id": r.id, **_entry(eng, r.id)} for r in eng.seeds},
+        **({"transfer": transfer_rows(eng, best), "transfer_split": dict(eng.transfer)} if eng.transfer else {}),
         "evaluations": eng.evaluations(),
         "generations": eng.store.get_state("generation_done", 0) or 0,
         "proposals": counts,

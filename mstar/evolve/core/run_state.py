@@ -7,7 +7,7 @@ of the engine, so it can be run, and tested, on any state that has these parts.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ class RunState:
     evaluations: Callable[[], int]  # episode evaluations of the whole run so far
     stopper: Any = None  # the run's Stopper: told the final step's deadline
     best_id: str | None = None
+    suites: list[str] = field(default_factory=list)  # a joint run's suite labels (each has its own row too)
+    transfer: dict[str, str] = field(default_factory=dict)  # --transfer task -> the split scored ("test" | "all")
 
     def score(self, pid: str, split: str) -> float | None:
         ids = self.ids[split]

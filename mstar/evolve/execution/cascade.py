@@ -133,7 +133,7 @@ class Evaluator:
         """Quality of a trial on the tuning minibatch. Not stored (trials are not programs of the run)
         unless the trial is a program the book already knows, which is then reused."""
         missing = [ep for ep in episode_ids if not self.book.has(target.id, "train", ep)]
-        local = ScoreBook(self.book.metric)
+        local = ScoreBook(self.book.metric, group=self.book.group)  # a joint run: the joint objective
         if missing:
             if self.should_stop():
                 raise Interrupted

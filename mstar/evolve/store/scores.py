@@ -1,15 +1,17 @@
 """What the engine knows about evaluated programs: per-episode aggregates, kept in memory, rebuilt
-from the store on resume. Scores over a set of episodes are probe-weighted means (as `mstar eval`).
+from the store on resume. Scores over a set of episodes are probe-weighted means (as `mstar eval`); in a
+joint run, the mean over suites of those means (mstar.tasks.joint).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mstar.evaluate import EpisodeResult
+from mstar.tasks.joint import joint_score, joint_weights
 
 MAX_FAILURES_KEPT = 40  # per (program, episode): enough to sample from, bounded in memory
 
@@ -60,8 +62,11 @@ class Stats:
 
 
 class ScoreBook:
-    def __init__(self, metric: str):
+    def __init__(self, metric: str, group: Callable[[str], str] | None = None):
         self.metric = metric
+        # A joint run's episode -> its suite (mstar.tasks.joint): quality is then the mean over suites of
+        # each suite's probe-weighted mean; None: one suite, the probe-weighted mean.
+        self.group = group
         self.aggs: dict[tuple[str, str, str], EpisodeAgg] = {}
 
     def has(self, program: str, split: str, episode: str) -> bool:
@@ -73,13 +78,16 @@ class ScoreBook:
     def stats(self, program: str, split: str, episodes: Iterable[str]) -> Stats | None:
         """Probe-weighted stats over ``episodes``; None while any of them is not evaluated."""
         parts = []
+        by_group: dict[str, tuple[float, int]] = {}
         for ep in episodes:
             a = self.aggs.get((program, split, ep))
             if a is None:
                 return None
             parts.append(a)
+            g = self.group(ep) if self.group else ""
+            acc = by_group.get(g, (0.0, 0))
+            by_group[g] = (acc[0] + a.q_sum, acc[1] + a.q_n)
         probes = sum(a.probes for a in parts)
-        q_n = sum(a.q_n for a in parts)
         cats: dict[str, list[float]] = {}
         for a in parts:
             for c, (s, n) in a.by_cat.items():
@@ -88,7 +96,7 @@ class ScoreBook:
                 acc[1] += n
         failed = [a for a in parts if a.failure]
         return Stats(
-            quality=sum(a.q_sum for a in parts) / q_n if q_n else 0.0,
+            quality=joint_score(by_group),
             tokens=sum(a.tokens for a in parts) / probes if probes else 0.0,
             cost=sum(a.cost for a in parts) / probes if probes else 0.0,
             probes=probes,
@@ -105,14 +113,16 @@ class ScoreBook:
 
     def probe_values(self, program: str, split: str, episodes: Iterable[str]) -> dict[str, float]:
         """The metric per probe (``episode/probe``) over the evaluated ones of ``episodes``; probes
-        without a value (e.g. abstention for recall) left out, as in the means."""
+        without a value (e.g. abstention for recall) left out, as in the means. In a joint run each value
+        is weighted so that their plain mean is the joint objective (``joint_weights``): a paired
+        per-probe comparison (the final pick's one-standard-error rule) then measures what ``score`` ranks by."""
         out: dict[str, float] = {}
         for ep in episodes:
             a = self.aggs.get((program, split, ep))
             if a is None:
                 continue
             out.update((f"{ep}/{k}", v) for k, v in a.values.items())
-        return out
+        return joint_weights(out, self.group)
 
     def failures(self, program: str, split: str, episodes: Iterable[str]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
