@@ -40,11 +40,12 @@ class Memory:
 pytestmark = pytest.mark.timeout(240)
 
 
-def _engine(tmp_path, stops: StopConfig, sleep: float = 4.0) -> Engine:
+def _engine(tmp_path, stops: StopConfig, sleep: float = 4.0, **kw) -> Engine:
     seed = tmp_path / "slow_seed.py"
     seed.write_text(SLOW.format(sleep=sleep))
     cfg = EvolveConfig(run_id="slow", task="tiny", budget=50, seeds=[str(seed)], operators={"jitter": 1.0},
-                       children_per_gen=2, islands=1, island_size=3, final_k=1, sandbox="process", stops=stops)
+                       children_per_gen=2, islands=1, island_size=3, final_k=1, sandbox="process", stops=stops,
+                       **kw)
     return Engine(cfg, tmp_path / "slow", operators={"jitter": JitterOperator()}, suite=TinyTask())
 
 
@@ -68,6 +69,17 @@ def test_time_limit_holds_while_a_slow_evaluation_runs(tmp_path):
     # Resumable: a second invocation picks the run up (and stops again by its own limit).
     again = Engine(eng.config, tmp_path / "slow", operators={"jitter": JitterOperator()}, suite=TinyTask())
     assert again.run()["run_id"] == "slow"
+
+
+def test_time_limit_holds_while_ray_waits_on_a_slow_evaluation(tmp_path):
+    """The same stop under the Ray executor, in the seed phase: the stop lands while the main thread is
+    inside Ray's C ``wait``, which hands the handler's StopNow back wrapped in a SystemError. The run
+    used to end in that traceback; it must stop like the inline one, resumable."""
+    eng = _engine(tmp_path, StopConfig(max_minutes=0.05, stop_grace_s=2, final_minutes=0.1), executor="ray",
+                  workers=1)
+    summary = eng.run()
+    assert summary["stop_reason"].startswith("time limit")
+    assert summary["final"]["skipped"]["val"] > 0 or summary["final"]["skipped"]["test"] > 0
 
 
 def test_stop_file_ends_an_evaluation_in_flight(tmp_path):

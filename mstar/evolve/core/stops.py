@@ -80,6 +80,12 @@ class Stopper:
         self._armed += 1  # nested: a proposal's minibatch scoring inside the proposal
         try:
             yield
+        except SystemError as e:
+            # StopNow raised by the signal handler while the main thread was inside an extension's C code
+            # (Ray's ``CoreWorker.wait``) comes back wrapped: "returned a result with an exception set".
+            if isinstance(e.__cause__, StopNow):
+                raise e.__cause__ from None
+            raise
         finally:
             self._armed -= 1
 
