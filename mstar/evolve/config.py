@@ -70,6 +70,9 @@ class EvolveConfig(BaseModel):
     # purpose: a one-token edit of a ~1,200-token seed scores ~0.992 and can matter (`>` to `>=`);
     # cosmetic rewrites (comments, docstrings, layout) are caught exactly by the normalised hash.
     novelty_threshold: float = Field(0.995, gt=0, le=1)
+    # Off (for ablations, bench/search_ablation.py): no near-duplicate filter and no same-behaviour
+    # rejection on the screen; only a child identical to a program already tried is not evaluated again.
+    novelty: bool = True
     final_k: int = Field(3, ge=1)  # top programs on train that are scored on val at the end
     # How the run's result is picked on val (mstar/evolve/selection.py): "1se" -- the best on train among
     # the programs within one standard error of the best on val; "val" -- the best on val, strictly.

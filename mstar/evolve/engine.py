@@ -152,7 +152,7 @@ class Engine:
         self.stopper.can_abort = lambda: self.store._depth == 0  # never inside a store transaction
         self.population = Population(cfg.islands, cfg.island_size)
         self.archive = ParetoArchive()
-        self.novelty = NoveltyFilter(cfg.novelty_threshold)
+        self.novelty = NoveltyFilter(cfg.novelty_threshold, enabled=cfg.novelty)
         self.breeder = Breeder(cfg, usable, self._parts_bin(), self.programs, self.book, self.ids["train"],
                                self.screen_ids, self.population, self.archive, self.novelty, self._score_minibatch,
                                lambda purpose: self.ledger.fn(purpose) if self.ledger.available else None)
@@ -414,7 +414,7 @@ class Engine:
             if st.failed_episodes == len(self.screen_ids):
                 self._decide(g, p, "failed", f"{st.failure}: {st.detail}".strip()[:300])
                 continue
-            twin = seen.get(self._behaviour(p.program))
+            twin = seen.get(self._behaviour(p.program)) if self.config.novelty else None
             if twin is not None:
                 # Same score, same context size, same errors on every screen probe: a neutral variant.
                 # Letting them in fills islands with clones of one program and stalls the search.
