@@ -477,6 +477,30 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def episode_cost(args: argparse.Namespace) -> str:
+    """One train episode of ``--episode-cost PROGRAM`` with and without the diagnosis re-reads (the engine reads
+    every missed probe again at 4x the budget), alternated ``--seeds`` times: what diagnosis costs per episode."""
+    from mstar.evaluate import EvalConfig, evaluate_episode
+    from mstar.evolve.engine import DIAGNOSE_FACTOR
+    from mstar.harness.loader import load_program
+    from mstar.sandbox.registry import get_backend
+    from mstar.tasks.registry import get_task
+    from mstar.toolkit import Toolkit
+
+    ep = get_task(args.task, data=args.data, **dict(args.task_opt)).episodes("train")[0]
+    prog, backend = load_program(args.episode_cost), get_backend(args.sandbox)
+    lines = [f"{args.episode_cost} on {ep.id} ({len(ep.probes)} probes), budget {args.budget}", "",
+             "| diagnosis re-reads | wall s | scoring on host s | harness s (incl. re-reads) | sandbox start/stop s |",
+             "|---|---:|---:|---:|---:|"]
+    for _ in range(args.seeds):
+        for factor in (0, DIAGNOSE_FACTOR):
+            r = evaluate_episode(prog, ep, backend, Toolkit(), None, EvalConfig(budget=args.budget, diagnose_factor=factor))
+            harness = (sum(r.write_ms) + sum(r.manage_ms) + sum(p.read_ms for p in r.probes) + r.diag_read_ms) / 1000
+            lines.append(f"| {'at ' + str(factor) + 'x budget' if factor else 'off'} | {r.wall_s:.2f} | "
+                         f"{r.score_ms / 1000:.2f} | {harness:.2f} | {(r.open_ms + r.close_ms) / 1000:.2f} |")
+    return "\n".join(lines)
+
+
 def _pair(text: str) -> tuple[str, Any]:
     k, sep, v = text.partition("=")
     if not sep or not k:
@@ -507,6 +531,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-runs", action="store_true", help="keep the temporary run directories")
     p.add_argument("--no-seed-cache", action="store_true", help="score the seeds in every run")
     p.add_argument("--json", type=Path, default=None, help="write raw results here")
+    p.add_argument("--episode-cost", default=None, metavar="PROGRAM",
+                   help="time one train episode of PROGRAM with and without the diagnosis re-reads (runs no search)")
     p.add_argument("--render", type=Path, nargs="+", default=None,
                    help="print the tables of one or more --json files, runs pooled (runs nothing)")
     return p
@@ -528,6 +554,9 @@ def main(argv: list[str] | None = None) -> int:
     for flag, v in (("--seeds", args.seeds), ("--max-evals", args.max_evals)):
         if v < 1:
             raise SystemExit(f"{flag}: must be at least 1, got {v}")
+    if args.episode_cost:
+        print(episode_cost(args), flush=True)
+        return 0
     run_all(args, log=lambda s: print(s, flush=True))
     return 0
 
