@@ -254,8 +254,15 @@ def seed_template(args: argparse.Namespace, runs_dir: Path) -> dict[str, Any]:
         if differs:
             raise SystemExit(f"--runs-dir: {run_dir} holds seed scores of another setup ({', '.join(differs)} differ)")
     cfg = EvolveConfig(**base_kwargs(args, 0, "_seeds"), stops=StopConfig(generations=0, final_minutes=args.final_minutes))
-    with open(runs_dir / "_seeds.log", "w", encoding="utf-8") as log:
-        summary = _AblationEngine(cfg, run_dir, view=View(live=False, stream=log), clock=clock).run()
+    final = None
+    if (run_dir / "run.db").is_file():  # finished by an earlier invocation: read, not run (no lock taken)
+        with _db(run_dir) as c:
+            row = c.execute("SELECT value FROM state WHERE key='final'").fetchone()
+        final = json.loads(row[0]) if row else None
+    if final is None:
+        with open(runs_dir / "_seeds.log", "w", encoding="utf-8") as log:
+            final = _AblationEngine(cfg, run_dir, view=View(live=False, stream=log), clock=clock).run()
+    summary = final
     with _db(run_dir) as c:
         ids = dict(c.execute("SELECT name, id FROM programs WHERE status='seed'").fetchall())
     return {"run_dir": str(run_dir), "seed_ids": ids, "wall_s": time.perf_counter() - clock.t0,
@@ -281,6 +288,12 @@ def prefill(run_dir: Path, template: dict[str, Any], names: list[str]) -> int:
     return int(n)
 
 
+def nontrain_rows(run_dir: Path, ids: list[str]) -> int:
+    with _db(run_dir) as c:
+        return int(c.execute(f"SELECT COUNT(*) FROM evaluations WHERE probe='' AND split!='train' AND program IN "
+                             f"({','.join('?' * len(ids))})", ids).fetchone()[0])
+
+
 def run_one(variant: Variant, made: dict[str, Any], seed: int, args: argparse.Namespace, runs_dir: Path,
             template: dict[str, Any] | None) -> dict[str, Any]:
     run_id = f"{variant.name}-s{seed}"
@@ -288,10 +301,23 @@ def run_one(variant: Variant, made: dict[str, Any], seed: int, args: argparse.Na
     overrides = {k: v for k, v in made.items() if not k.startswith("_")}
     kw = {**base_kwargs(args, seed, run_id), **overrides}
     extra = 0
-    if template is not None:
-        names = kw.get("seeds") or list(template["seed_ids"])
-        extra = prefill(run_dir, template, names)
-    cfg = EvolveConfig(**kw, stops=StopConfig(max_evals=args.max_evals + extra, final_minutes=args.final_minutes))
+    names = kw.get("seeds") or list(template["seed_ids"]) if template is not None else []
+    if (run_dir / "config.json").is_file():
+        # A run an earlier invocation left unfinished: resumed (the same lineage, by replay) up to this
+        # --max-evals; what this session measures is this session's time.
+        cfg = EvolveConfig.load(run_dir)
+        same = EvolveConfig(**kw).model_dump(exclude={"created", "stops", "embedder", "llm_uses"})
+        if cfg.model_dump(exclude={"created", "stops", "embedder", "llm_uses"}) != same:
+            raise SystemExit(f"--runs-dir: {run_dir} holds a run of another setup; give an empty directory")
+        if template is not None:
+            extra = nontrain_rows(Path(template["run_dir"]), [template["seed_ids"][n] for n in names
+                                                               if n in template["seed_ids"]])
+        cfg.stops = StopConfig(max_evals=args.max_evals + extra, final_minutes=args.final_minutes)
+        cfg.save(run_dir)
+    else:
+        if template is not None:
+            extra = prefill(run_dir, template, names)
+        cfg = EvolveConfig(**kw, stops=StopConfig(max_evals=args.max_evals + extra, final_minutes=args.final_minutes))
     clock = Clock()
     with open(runs_dir / f"{run_id}.log", "w", encoding="utf-8") as log:
         eng = _AblationEngine(cfg, run_dir, view=View(live=False, stream=log), clock=clock,
