@@ -319,7 +319,7 @@ def run_one(variant: Variant, made: dict[str, Any], seed: int, args: argparse.Na
             extra = prefill(run_dir, template, names)
         cfg = EvolveConfig(**kw, stops=StopConfig(max_evals=args.max_evals + extra, final_minutes=args.final_minutes))
     clock = Clock()
-    with open(runs_dir / f"{run_id}.log", "w", encoding="utf-8") as log:
+    with open(runs_dir / f"{run_id}.log", "a", encoding="utf-8") as log:  # a resumed run appends
         eng = _AblationEngine(cfg, run_dir, view=View(live=False, stream=log), clock=clock,
                               operators=_operators(cfg, clock), exclude_parts=tuple(made.get("_exclude_parts", ())))
         summary = eng.run()
@@ -398,9 +398,11 @@ def mean_sd(xs: list[float]) -> tuple[float | None, float | None]:
 
 
 def checkpoints(runs: list[dict[str, Any]], max_evals: int) -> list[int]:
+    """The seeds' end (the first point of every curve), then about six steps of a round size up to max_evals."""
     first = min((r["curve"][0][0] for r in runs if r["curve"]), default=0)
-    pts = {first, max_evals} | {c for c in (25, 50, 100, 200, 400, 800, 1600) if first < c < max_evals}
-    return sorted(pts)
+    span = max(max_evals - first, 1)
+    step = next(s for s in (5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 10**9) if span / s <= 7)
+    return sorted({first, max_evals} | set(range((first // step + 1) * step, max_evals, step)))
 
 
 def aggregate(runs: list[dict[str, Any]], max_evals: int) -> dict[str, Any]:
