@@ -30,15 +30,17 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mstar.evolve.config import OFFLINE_MIX, EvolveConfig, StopConfig
-from mstar.evolve.engine import Engine
 from mstar.evolve.live import View
 from mstar.harness.loader import seed_names
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the timing helpers next to this script
+from ablation_timing import BUCKETS, AblationEngine, Clock, breakdown, timed_operators  # noqa: E402
 
 NEW_SEEDS = ("lexical_plus", "rerank_pack")  # the seeds of the richer component vocabulary (issue 15)
 SKIP = "skip:"  # a variant's maker returns SKIP + why, when it cannot run on this mstar
@@ -80,7 +82,7 @@ def _no_new_seeds(base: dict[str, Any]) -> dict[str, Any] | str:
     present = [n for n in NEW_SEEDS if n in seed_names()]
     if not present:
         return f"{SKIP} none of {', '.join(NEW_SEEDS)} is in harnesses/ yet"
-    # Out of the seed list and out of the parts bin `structural` borrows from (see _AblationEngine).
+    # Out of the seed list and out of the parts bin `structural` borrows from (see AblationEngine).
     return {"seeds": [n for n in (base.get("seeds") or seed_names()) if n not in present], "_exclude_parts": present}
 
 
@@ -113,102 +115,6 @@ VARIANTS = {v.name: v for v in (
     Variant("no_island_reset", "no island reset (island_reset_every=0)", _policy("island_reset_every", 0)),
     Variant("no_new_seeds", f"without the new seeds {', '.join(NEW_SEEDS)} (seed list and parts bin)", _no_new_seeds),
 )}
-
-
-# --- timing ---------------------------------------------------------------------------------------------
-@dataclass
-class Clock:
-    """What one run spent its time on, seen from outside the engine (wrappers around the executor and the
-    operators) plus the per-episode timings every evaluation result carries."""
-
-    t0: float = field(default_factory=time.perf_counter)
-    jobs: list[dict[str, Any]] = field(default_factory=list)
-    proposals: list[tuple[str, float]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def job(self, jr: Any, exec_s: float) -> dict[str, Any]:
-        r, job = jr.result, jr.job
-        rec = {"split": job.split, "tag": job.tag, "end_s": time.perf_counter() - self.t0,
-               "exec_s": exec_s, "wall_s": r.wall_s,
-               "open_s": getattr(r, "open_ms", 0.0) / 1000, "close_s": getattr(r, "close_ms", 0.0) / 1000,
-               "harness_s": (sum(r.write_ms) + sum(r.manage_ms) + sum(p.read_ms for p in r.probes)) / 1000,
-               "diag_read_s": getattr(r, "diag_read_ms", 0.0) / 1000, "score_s": getattr(r, "score_ms", 0.0) / 1000,
-               "record_s": 0.0}
-        rec["start_s"] = rec["end_s"] - exec_s
-        self.jobs.append(rec)
-        return rec
-
-
-class TimedExecutor:
-    """Delegates to the run's executor; times each job, and the caller's work on each result (recording)."""
-
-    def __init__(self, inner: Any, clock: Clock):
-        self.inner, self.clock = inner, clock
-        self.name = getattr(inner, "name", "?")
-
-    def map(self, jobs: Any) -> Iterator[Any]:
-        it = self.inner.map(jobs)
-        try:
-            while True:
-                t0 = time.perf_counter()
-                jr = next(it, None)
-                if jr is None:
-                    return
-                t1 = time.perf_counter()
-                rec = self.clock.job(jr, t1 - t0)
-                yield jr
-                rec["record_s"] = time.perf_counter() - t1
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-class TimedOperator:
-    def __init__(self, inner: Any, name: str, clock: Clock):
-        self.inner, self.op_name, self.clock = inner, name, clock
-
-    def propose(self, parents: Any, ctx: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return self.inner.propose(parents, ctx)
-        finally:
-            self.clock.proposals.append((self.op_name, time.perf_counter() - t0))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-class _AblationEngine(Engine):
-    def __init__(self, *a: Any, clock: Clock, exclude_parts: tuple[str, ...] = (), **kw: Any):
-        super().__init__(*a, **kw)
-        self.clock, self.exclude_parts = clock, set(exclude_parts)
-
-    def _parts_bin(self) -> dict[str, str]:
-        return {k: v for k, v in super()._parts_bin().items() if k not in self.exclude_parts}
-
-    def _setup(self) -> None:
-        super()._setup()
-        ex, ev = getattr(self, "_executor", None), getattr(self, "evaluator", None)
-        if ex is None or getattr(ev, "executor", None) is not ex:
-            self.clock.notes.append("the engine's executor was not found: no per-job timings")
-            return
-        self._executor = ev.executor = TimedExecutor(ex, self.clock)
-
-
-def _operators(cfg: EvolveConfig, clock: Clock) -> dict[str, Any] | None:
-    try:
-        from mstar.evolve.operators_loader import load_operators
-    except ImportError:
-        clock.notes.append("operator loader not found: proposal time is not separated")
-        return None
-    return {n: TimedOperator(op, n, clock) for n, op in load_operators(cfg.operators).items()}
 
 
 # --- runs -----------------------------------------------------------------------------------------------
@@ -261,7 +167,7 @@ def seed_template(args: argparse.Namespace, runs_dir: Path) -> dict[str, Any]:
         final = json.loads(row[0]) if row else None
     if final is None:
         with open(runs_dir / "_seeds.log", "w", encoding="utf-8") as log:
-            final = _AblationEngine(cfg, run_dir, view=View(live=False, stream=log), clock=clock).run()
+            final = AblationEngine(cfg, run_dir, view=View(live=False, stream=log), clock=clock).run()
     summary = final
     with _db(run_dir) as c:
         ids = dict(c.execute("SELECT name, id FROM programs WHERE status='seed'").fetchall())
@@ -320,8 +226,8 @@ def run_one(variant: Variant, made: dict[str, Any], seed: int, args: argparse.Na
         cfg = EvolveConfig(**kw, stops=StopConfig(max_evals=args.max_evals + extra, final_minutes=args.final_minutes))
     clock = Clock()
     with open(runs_dir / f"{run_id}.log", "a", encoding="utf-8") as log:  # a resumed run appends
-        eng = _AblationEngine(cfg, run_dir, view=View(live=False, stream=log), clock=clock,
-                              operators=_operators(cfg, clock), exclude_parts=tuple(made.get("_exclude_parts", ())))
+        eng = AblationEngine(cfg, run_dir, view=View(live=False, stream=log), clock=clock,
+                              operators=timed_operators(cfg, clock), exclude_parts=tuple(made.get("_exclude_parts", ())))
         summary = eng.run()
     wall = time.perf_counter() - clock.t0
     return {"variant": variant.name, "seed": seed, "run_dir": str(run_dir), "overrides": overrides,
@@ -352,32 +258,6 @@ def proposals(run_dir: Path) -> dict[str, dict[str, int]]:
         for op, outcome, n in c.execute("SELECT operator, outcome, COUNT(*) FROM proposals GROUP BY operator, outcome"):
             out.setdefault(op, {})[outcome] = n
     return out
-
-
-BUCKETS = ("sandbox start/stop", "harness write/read", "diagnosis re-reads", "scoring on host",
-           "IPC and episode plumbing", "executor overhead", "recording (diagnosis, store)",
-           "proposals (operators)", "engine rest (setup, selection)")
-
-
-def breakdown(clock: Clock, wall: float) -> dict[str, Any]:
-    def total(key: str, jobs: list[dict[str, Any]] | None = None) -> float:
-        return sum(j[key] for j in (clock.jobs if jobs is None else jobs))
-
-    inner = total("open_s") + total("close_s") + total("harness_s") + total("diag_read_s") + total("score_s")
-    mini = [j for j in clock.jobs if j["tag"] == "minibatch"]
-    propose = sum(s for _, s in clock.proposals) - total("exec_s", mini) - total("record_s", mini)
-    parts = {"sandbox start/stop": total("open_s") + total("close_s"), "harness write/read": total("harness_s"),
-             "diagnosis re-reads": total("diag_read_s"), "scoring on host": total("score_s"),
-             "IPC and episode plumbing": total("wall_s") - inner, "executor overhead": total("exec_s") - total("wall_s"),
-             "recording (diagnosis, store)": total("record_s"), "proposals (operators)": max(propose, 0.0)}
-    parts["engine rest (setup, selection)"] = wall - sum(parts.values())
-    final = [j["start_s"] for j in clock.jobs if j["split"] in ("val", "test")]
-    search_s = min(final) if final else wall
-    search_jobs = [j for j in clock.jobs if j["split"] == "train"]
-    return {"seconds": {k: round(v, 3) for k, v in parts.items()}, "jobs": len(clock.jobs),
-            "search_jobs": len(search_jobs), "minibatch_jobs": len(mini), "search_s": round(search_s, 2),
-            "evals_per_min": round(60 * len(search_jobs) / search_s, 1) if search_s > 0 else None,
-            "proposals": len(clock.proposals)}
 
 
 # --- summary --------------------------------------------------------------------------------------------
