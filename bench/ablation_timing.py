@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mstar.evolve.config import EvolveConfig
-from mstar.evolve.engine import Engine
+from mstar.evolve.core.config import EvolveConfig
+from mstar.evolve.core.engine import Engine
+from mstar.evolve.operators.registry import load_operators
 
 
 @dataclass
@@ -85,8 +86,18 @@ class TimedOperator:
         return getattr(self.inner, name)
 
 
+class HookMissing(RuntimeError):
+    """The engine lacks a hook the ablation measures or narrows through: the numbers would be wrong, so no run."""
+
+
 class AblationEngine(Engine):
+    """The real engine, with the executor timed and the parts bin of `structural` narrowed. Each hook it
+    needs is checked: a missing one stops the run (a silently unnarrowed parts bin or untimed executor would
+    give numbers that look right and are not)."""
+
     def __init__(self, *a: Any, clock: Clock, exclude_parts: tuple[str, ...] = (), **kw: Any):
+        if not callable(getattr(Engine, "_parts_bin", None)) or not callable(getattr(Engine, "_setup", None)):
+            raise HookMissing("mstar's Engine has no _parts_bin/_setup hook: the ablation cannot narrow or time it")
         super().__init__(*a, **kw)
         self.clock, self.exclude_parts = clock, set(exclude_parts)
 
@@ -97,17 +108,17 @@ class AblationEngine(Engine):
         super()._setup()
         ex, ev = getattr(self, "_executor", None), getattr(self, "evaluator", None)
         if ex is None or getattr(ev, "executor", None) is not ex:
-            self.clock.notes.append("the engine's executor was not found: no per-job timings")
-            return
+            raise HookMissing("the engine's executor was not found on Engine._executor / evaluator.executor: "
+                              "no per-job timings")
         self._executor = ev.executor = TimedExecutor(ex, self.clock)
+        parts = getattr(getattr(self, "breeder", None), "seeds", None)
+        if not isinstance(parts, dict):
+            raise HookMissing("the breeder's parts bin (Breeder.seeds) was not found: cannot check it was narrowed")
+        if self.exclude_parts & set(parts):
+            raise HookMissing(f"the parts bin still holds {sorted(self.exclude_parts & set(parts))}")
 
 
-def timed_operators(cfg: EvolveConfig, clock: Clock) -> dict[str, Any] | None:
-    try:
-        from mstar.evolve.operators_loader import load_operators
-    except ImportError:
-        clock.notes.append("operator loader not found: proposal time is not separated")
-        return None
+def timed_operators(cfg: EvolveConfig, clock: Clock) -> dict[str, Any]:
     return {n: TimedOperator(op, n, clock) for n, op in load_operators(cfg.operators).items()}
 
 

@@ -45,8 +45,8 @@ def busy_seconds() -> float:
 def run(workers: int, episodes: dict[str, Any], ids: list[str], source: str, knobs: dict[str, Any],
         sandbox: str) -> dict[str, float]:
     from mstar.evaluate import EvalConfig
-    from mstar.evolve.executor import EvalJob
-    from mstar.evolve.ray_executor import RayExecutor
+    from mstar.evolve.execution.executor import EvalJob
+    from mstar.evolve.execution.ray_executor import RayExecutor
     from mstar.toolkit import Toolkit
 
     ex = RayExecutor(episodes, sandbox, Toolkit(), EvalConfig(budget=1024), workers=workers,

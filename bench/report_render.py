@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mstar.evolve.store import ProgramRecord, ProposalRecord, RunStore
+from mstar.evolve.store.run_store import ProgramRecord, ProposalRecord, RunStore
 from mstar.harness.loader import load_program, seed_names
 from mstar.report.extract import _DIFFS, Cache, extract
 from mstar.report.render import write_report

@@ -9,9 +9,10 @@ and stop, the harness's own write/read time, scoring on the host, IPC and plumbi
     python bench/search_ablation.py --task locomo --data ../shared/data/locomo10.json \\
         --variants default,no_guidance,no_novelty,no_tune --seeds 3 --max-evals 100 --json out.json
 
-Variants are config overrides. One that needs an ``EvolveConfig`` field this mstar lacks (the policy
-options of the engine work, the new seeds) is skipped with a printed note, so the script runs before and
-after those land.
+Variants are config overrides (and, for ``no_new_seeds``, a narrower parts bin). A variant this mstar cannot
+run as named (a missing ``EvolveConfig`` field, a value that is already the default, a missing seed or
+engine hook) stops the script with a one-line error: a silently degraded variant would be the default run
+under another name.
 
 The seeds' scores are the same in every run (same programs, episodes, embedder and budget), so they are
 computed once in a template run and their evaluation rows copied into each run's store before it
@@ -35,15 +36,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mstar.evolve.config import OFFLINE_MIX, EvolveConfig, StopConfig
-from mstar.evolve.live import View
+from mstar.evolve.core.config import OFFLINE_MIX, EvolveConfig, StopConfig
+from mstar.evolve.core.live import View
 from mstar.harness.loader import seed_names
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the timing helpers next to this script
 from ablation_timing import BUCKETS, AblationEngine, Clock, breakdown, timed_operators  # noqa: E402
 
 NEW_SEEDS = ("lexical_plus", "rerank_pack")  # the seeds of the richer component vocabulary (issue 15)
-SKIP = "skip:"  # a variant's maker returns SKIP + why, when it cannot run on this mstar
+
+
+def _refuse(variant: str, why: str) -> SystemExit:
+    """A variant that cannot mean what it says on this mstar stops the script (one line), never a silent skip."""
+    return SystemExit(f"--variants: {variant}: {why}")
 
 
 # --- variants -----------------------------------------------------------------------------------------
@@ -51,69 +56,69 @@ def _default_of(name: str) -> Any:
     return EvolveConfig.model_fields[name].get_default(call_default_factory=True)
 
 
-def _policy(name: str, value: Any) -> Callable[[dict[str, Any]], dict[str, Any] | str]:
-    """A variant that sets one EvolveConfig field; skipped when the field is missing or already ``value``."""
-    def make(_base: dict[str, Any]) -> dict[str, Any] | str:
+def _policy(name: str, value: Any) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
+    """A variant that sets one EvolveConfig field to a value other than its default."""
+    def make(variant: str, _base: dict[str, Any]) -> dict[str, Any]:
         if name not in EvolveConfig.model_fields:
-            return f"{SKIP} this mstar's EvolveConfig has no field {name!r}"
+            raise _refuse(variant, f"this mstar's EvolveConfig has no field {name!r}")
         if _default_of(name) == value:
-            return f"{SKIP} {name}={value!r} is already the default"
+            raise _refuse(variant, f"{name}={value!r} is already the default: the variant would be the default run")
         return {name: value}
     return make
 
 
-def _no_guidance(base: dict[str, Any]) -> dict[str, Any] | str:
+def _no_guidance(_variant: str, base: dict[str, Any]) -> dict[str, Any]:
     return {"operator_options": {**base.get("operator_options", {}), "guided": False}}
 
 
-def _no_tune(base: dict[str, Any]) -> dict[str, Any] | str:
+def _no_tune(variant: str, base: dict[str, Any]) -> dict[str, Any]:
     mix = {k: w for k, w in base["operators"].items() if k != "tune"}
-    return {"operators": mix} if len(mix) < len(base["operators"]) else f"{SKIP} tune is not in the mix"
+    if len(mix) == len(base["operators"]):
+        raise _refuse(variant, "tune is not in the operator mix")
+    return {"operators": mix}
 
 
-def _no_pareto(_base: dict[str, Any]) -> dict[str, Any] | str:
-    out: dict[str, Any] = {"archive_rate": 0.0}  # no parent drawn from the Pareto archive
-    if "parent_policy" in EvolveConfig.model_fields:
-        out["parent_policy"] = "tournament"
-    return out
+def _no_pareto(variant: str, _base: dict[str, Any]) -> dict[str, Any]:
+    if _default_of("parent_policy") != "rank":
+        raise _refuse(variant, f"the default parent policy is {_default_of('parent_policy')!r}, not rank")
+    return {"archive_rate": 0.0}  # rank parents only, none drawn from the Pareto archive
 
 
-def _no_new_seeds(base: dict[str, Any]) -> dict[str, Any] | str:
-    present = [n for n in NEW_SEEDS if n in seed_names()]
-    if not present:
-        return f"{SKIP} none of {', '.join(NEW_SEEDS)} is in harnesses/ yet"
-    # Out of the seed list and out of the parts bin `structural` borrows from (see AblationEngine).
-    return {"seeds": [n for n in (base.get("seeds") or seed_names()) if n not in present], "_exclude_parts": present}
+def _no_new_seeds(variant: str, base: dict[str, Any]) -> dict[str, Any]:
+    missing = [n for n in NEW_SEEDS if n not in seed_names()]
+    if missing:
+        raise _refuse(variant, f"{', '.join(missing)} not in harnesses/")
+    # Out of the seed list and out of the parts bin `structural` borrows from (AblationEngine checks both).
+    return {"seeds": [n for n in (base.get("seeds") or seed_names()) if n not in NEW_SEEDS],
+            "_exclude_parts": list(NEW_SEEDS)}
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
     what: str
-    make: Callable[[dict[str, Any]], dict[str, Any] | str]
+    make: Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 VARIANTS = {v.name: v for v in (
-    Variant("default", "the default offline search", lambda _b: {}),
+    Variant("default", "the default offline search (every seed of the library)", lambda _v, _b: {}),
     Variant("no_guidance", "structural moves drawn uniformly, not by the diagnosis (--op-opt guided=false)",
             _no_guidance),
     Variant("no_novelty", "no near-duplicate filter, no same-behaviour rejection (novelty=false)",
             _policy("novelty", False)),
     Variant("no_tune", "operator mix without tune (structural only)", _no_tune),
-    Variant("no_pareto", "no parent from the Pareto archive (archive_rate=0; parent_policy=tournament)", _no_pareto),
+    Variant("no_pareto", "no parent from the Pareto archive (archive_rate=0, rank parents)", _no_pareto),
     Variant("pareto_parents", "per-probe Pareto parent selection (parent_policy=pareto)",
             _policy("parent_policy", "pareto")),
     Variant("signature_key", "per-probe score signature as behaviour key (behaviour_key=signature)",
             _policy("behaviour_key", "signature")),
-    Variant("code_key", "code as behaviour key (behaviour_key=code)", _policy("behaviour_key", "code")),
+    Variant("code_key", "no behavioural check, only the code filter (behaviour_key=code)",
+            _policy("behaviour_key", "code")),
     Variant("prefer_shorter", "prefer shorter programs among equals (prefer_shorter=true)",
             _policy("prefer_shorter", True)),
-    Variant("no_prefer_shorter", "no preference for shorter programs (prefer_shorter=false)",
-            _policy("prefer_shorter", False)),
     Variant("island_reset", "reset the weaker half of the islands every 3 generations (island_reset_every=3)",
             _policy("island_reset_every", 3)),
-    Variant("no_island_reset", "no island reset (island_reset_every=0)", _policy("island_reset_every", 0)),
-    Variant("no_new_seeds", f"without the new seeds {', '.join(NEW_SEEDS)} (seed list and parts bin)", _no_new_seeds),
+    Variant("no_new_seeds", f"without the seeds {', '.join(NEW_SEEDS)} (seed list and parts bin)", _no_new_seeds),
 )}
 
 
@@ -125,22 +130,18 @@ def base_kwargs(args: argparse.Namespace, seed: int, run_id: str) -> dict[str, A
             "seeds": list(args.only_seeds) if args.only_seeds else None}
 
 
-def plan(names: list[str], args: argparse.Namespace) -> tuple[list[tuple[Variant, dict[str, Any]]], list[str]]:
-    """The variants that run here, with their overrides, and a note for each one skipped."""
-    out, notes = [], []
+def plan(names: list[str], args: argparse.Namespace) -> list[tuple[Variant, dict[str, Any]]]:
+    """The variants with their overrides; one this mstar cannot run as named stops the script."""
+    out = []
     for name in names:
         v = VARIANTS[name]
-        made = v.make(base_kwargs(args, 0, "plan"))
-        if isinstance(made, str):
-            notes.append(f"{name}: skipped ({made.removeprefix(SKIP).strip()})")
-            continue
+        made = v.make(name, base_kwargs(args, 0, "plan"))
         try:
             EvolveConfig(**{**base_kwargs(args, 0, "plan"), **{k: x for k, x in made.items() if not k.startswith("_")}})
         except ValueError as e:
-            notes.append(f"{name}: skipped (this mstar refuses the override: {str(e).splitlines()[-1].strip()})")
-            continue
+            raise _refuse(name, f"this mstar refuses the override: {str(e).splitlines()[-1].strip()}") from None
         out.append((v, made))
-    return out, notes
+    return out
 
 
 def _db(run_dir: Path) -> sqlite3.Connection:
@@ -178,7 +179,7 @@ def seed_template(args: argparse.Namespace, runs_dir: Path) -> dict[str, Any]:
 def prefill(run_dir: Path, template: dict[str, Any], names: list[str]) -> int:
     """Copy the template's evaluation rows of ``names`` into a fresh run store; returns the number of
     val/test episodes copied (train ones count toward --max-evals as a fresh run's would)."""
-    from mstar.evolve.store import RunStore
+    from mstar.evolve.store.run_store import RunStore
 
     if run_dir.exists():
         raise SystemExit(f"--runs-dir: {run_dir} already exists; give an empty directory")
@@ -343,9 +344,8 @@ def run_all(args: argparse.Namespace, log: Callable[[str], None] = print) -> dic
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise SystemExit(f"--variants: unknown {', '.join(unknown)} (choose from {', '.join(VARIANTS)})")
-    todo, notes = plan(names, args)
-    for n in notes:
-        log(f"note: {n}")
+    todo = plan(names, args)
+    notes: list[str] = []
     runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="mstar-ablation-"))
     runs_dir.mkdir(parents=True, exist_ok=True)
     template = None
@@ -389,7 +389,7 @@ def episode_cost(args: argparse.Namespace) -> str:
     """One train episode of ``--episode-cost PROGRAM`` with and without the diagnosis re-reads (the engine reads
     every missed probe again at 4x the budget), alternated ``--seeds`` times: what diagnosis costs per episode."""
     from mstar.evaluate import EvalConfig, evaluate_episode
-    from mstar.evolve.engine import DIAGNOSE_FACTOR
+    from mstar.evolve.core.engine import DIAGNOSE_FACTOR
     from mstar.harness.loader import load_program
     from mstar.sandbox.registry import get_backend
     from mstar.tasks.registry import get_task

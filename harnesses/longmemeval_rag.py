@@ -14,8 +14,8 @@ Simplifies: the paper extracts the time range with an LLM; here it is parsed wit
 (``time_range``), documented in code. Without an LLM the key is the round text itself; with one
 (``toolkit.has_llm`` and ``fact_keys``), each turn's extracted facts are appended to its round's key.
 Expectation (synthetic, tests/test_seeds_synthetic.py): wins on temporal probes (dates only in
-``event["time"]``): near-full recall there, above every other seed, and back at lexical level with
-``time_mode=off``.
+``event["time"]``): near-full recall there, above every other seed but ``lexical_plus`` (which
+also resolves dates), and back at lexical level with ``time_mode=off``.
 Needs an LLM: no (optional, for fact keys).
 
 Modular harness (docs/HARNESS.md): encode / index / retrieve / expand / pack / maintain.

@@ -24,7 +24,7 @@ A call that fails for good raises ``LLMError`` (``LLMCallError``): a harness may
 ``toolkit.LLMError``; the answer step scores the probe 0 with the reason; an operator's proposal fails.
 
 Where the cache and the ledger live is a ``CallStore``: ``SQLiteCallStore`` (a file of its own, what
-``mstar eval`` uses) or the run's ``run.db`` (``mstar.evolve.ledger``). No model configured ->
+``mstar eval`` uses) or the run's ``run.db`` (``mstar.evolve.store.ledger``). No model configured ->
 ``LLMUnavailable`` (the runner raises it inside the sandbox). Embeddings use litellm when an
 embedding model is given, else the host embedder (``mstar.embedders``).
 """

@@ -1,6 +1,6 @@
 """Where the broker keeps its response cache and its ledger: the ``CallStore`` protocol, one
 ``CallRecord`` per model call, and ``SQLiteCallStore`` (one SQLite file, what ``mstar eval`` uses; the
-evolve run's ``run.db`` is ``mstar.evolve.ledger.RunStoreCalls``)."""
+evolve run's ``run.db`` is ``mstar.evolve.store.ledger.RunStoreCalls``)."""
 
 from __future__ import annotations
 

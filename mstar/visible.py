@@ -24,6 +24,7 @@ from mstar.episodes import Episode, Event, Probe
 
 EVENT_FIELDS = ("id", "session", "time", "speaker", "text")
 QUERY_FIELDS = ("id", "question", "time", "budget")
+OWN_ID = "mstar.own_id"  # Episode.meta (host-only): the suite's id of an episode whose id was namespaced
 
 
 def event_input(event: Event, visible_meta: frozenset[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -47,7 +48,10 @@ class EpisodeView:
 
     def __init__(self, episode: Episode):
         self.visible_meta = tuple(episode.visible_meta)
-        ranked = sorted(episode.probes, key=lambda p: _rank_key(episode.id, p.id))
+        # A joint run namespaces episode ids ("locomo/conv-26"); the order keys on the suite's own id, so
+        # a harness reads in the same order as under `mstar eval` of that suite (same scores, exactly).
+        own = str(episode.meta.get(OWN_ID, episode.id))
+        ranked = sorted(episode.probes, key=lambda p: _rank_key(own, p.id))
         self.alias = {p.id: f"q{k}" for k, p in enumerate(ranked)}
         self._rank = {p.id: k for k, p in enumerate(ranked)}
 

@@ -6,8 +6,10 @@ a split; splits are made by episode, never by question inside an episode.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,7 +45,7 @@ def _label(d: str) -> str:
     return f"{d}/" if d.startswith(".") else f"./{d}/"
 
 
-DATA_RULE = ("--data PATH (a file, or a folder holding the task's file), else $MSTAR_DATA, else the first of "
+DATA_RULE = ("--data PATH (a file, plain or gzipped .json.gz, or a folder holding the task's file), else $MSTAR_DATA, else the first of "
              + " and ".join(_label(d) for d in DEFAULT_DATA_DIRS) + " (from the current directory) holding it")
 
 
@@ -55,12 +57,18 @@ def find_data(data: str | Path | None, default_name: str) -> tuple[Path, str]:
     for raw, how in ((data, "--data"), (os.environ.get("MSTAR_DATA"), "$MSTAR_DATA")):
         if raw not in (None, ""):
             p = Path(raw).expanduser()
-            return (p / default_name if p.is_dir() else p), how
+            return (_in_folder(p, default_name) if p.is_dir() else p), how
     for d in DEFAULT_DATA_DIRS:
-        p = Path(d) / default_name
+        p = _in_folder(Path(d), default_name)
         if p.is_file():
             return p, _label(d)
     return Path(default_name), ""
+
+
+def _in_folder(folder: Path, name: str) -> Path:
+    """``folder/name``, or its gzipped copy ``folder/name.gz`` when only that one is there."""
+    plain, packed = folder / name, folder / (name + ".gz")
+    return packed if not plain.is_file() and packed.is_file() else plain
 
 
 def resolve_data(data: str | Path | None, default_name: str, task: str) -> Path:
@@ -77,10 +85,21 @@ def resolve_data(data: str | Path | None, default_name: str, task: str) -> Path:
     return p
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def read_json(path: Path) -> Any:
+    """The JSON document in ``path``, plain or gzipped (told by the file's first two bytes, whatever its
+    name says: a ``.json.gz`` that is not gzip, or a gzip named ``.json``, both read or fail by content)."""
     try:
         with path.open("rb") as f:
+            packed = f.read(2) == GZIP_MAGIC
+        if not packed and path.name.endswith(".gz"):
+            raise DataError(path, "not a gzip file (the name ends in .gz but the content is not gzip-compressed)")
+        with (gzip.open(path, "rb") if packed else path.open("rb")) as f:
             return json.load(f)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(path, f"corrupt gzip file: {e or 'it ends early (truncated)'}") from None
     except json.JSONDecodeError as e:
         raise DataError(path, f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     except UnicodeDecodeError as e:

@@ -33,11 +33,30 @@ def locomo_path() -> Path:
     return p
 
 
+def _lme_dev_path() -> Path | None:
+    env = os.environ.get("MSTAR_DATA")
+    candidates = [Path(env) / "longmemeval_s_dev.json.gz"] if env and Path(env).is_dir() else []
+    candidates.append(ROOT.parent / "shared" / "data" / "longmemeval_s_dev.json.gz")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+@pytest.fixture(scope="session")
+def lme_dev_path() -> Path:
+    """The gzipped LongMemEval_S dev half (../shared/data/README.md); the same rule as ``locomo_path``."""
+    p = _lme_dev_path()
+    if p is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("longmemeval_s_dev.json.gz not found in ../shared/data or $MSTAR_DATA (required under CI=true)")
+        pytest.skip("longmemeval_s_dev.json.gz not found (set MSTAR_DATA to its folder)")
+    return p
+
+
 # --- one line at the end about what was skipped, and how to run it ----------------------------------------
 # (kind, how to recognise its reason, what makes it run). The first matching kind wins.
 SKIP_KINDS = (
     ("need Docker", ("docker", "engine"), "start an engine (sudo dockerd &) and build the image "
                                           "(mstar sandbox build --local-base); `mstar doctor` checks both"),
+    ("need longmemeval_s_dev.json.gz", ("longmemeval",), "set MSTAR_DATA to the folder holding it"),
     ("need locomo10.json", ("locomo", "mstar_data"), "set MSTAR_DATA=/path/to/locomo10.json"),
     ("need the embed extra", ("embed",), 'pip install -e ".[embed]"'),
 )

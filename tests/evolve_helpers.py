@@ -12,7 +12,7 @@ from typing import Any
 
 from mstar.episodes import Episode, Event, Probe
 from mstar.evolve.operators.base import OperatorContext, OperatorFailed, ParentView, Proposal
-from mstar.evolve.store import freeze_knobs
+from mstar.evolve.store.run_store import freeze_knobs
 from mstar.harness.knobs import parse_knobs
 
 PEOPLE = ["Ana", "Ben", "Caro", "Dev", "Eli", "Fay"]
@@ -124,9 +124,9 @@ class ScriptedLLMOperator:
 
 def register() -> None:
     """Make the doubles visible to the CLI (used by the subprocess entry point too)."""
-    from mstar.evolve.operators_loader import EXTRA_OPERATORS
+    from mstar.evolve.operators.registry import OPERATORS
     from mstar.tasks import registry
 
-    EXTRA_OPERATORS["jitter"] = JitterOperator
-    EXTRA_OPERATORS["scripted_llm"] = ScriptedLLMOperator
+    OPERATORS["jitter"] = JitterOperator
+    OPERATORS["scripted_llm"] = ScriptedLLMOperator
     registry.TASKS["tiny"] = "evolve_helpers:TinyTask"

@@ -3,7 +3,7 @@ with `ray start --address`, each node with its own temp dir and its own free por
 their own Ray instances on the same machine at the same time).
 
 Never `ray stop` (it ends every Ray process of the machine): a node is killed by its raylet's pid and
-the whole cluster is reaped by its temp dirs (``mstar.evolve.ray_cleanup.reap``). The root is not named
+the whole cluster is reaped by its temp dirs (``mstar.evolve.execution.ray_cleanup.reap``). The root is not named
 ``/tmp/mstar-ray-*``, so no mstar run's sweep mistakes it for a dead run's instance.
 """
 
@@ -96,7 +96,7 @@ class RayCluster:
             time.sleep(6)
 
     def close(self) -> None:
-        from mstar.evolve.ray_cleanup import reap
+        from mstar.evolve.execution.ray_cleanup import reap
 
         for temp in reversed(list(self.nodes.values())):
             reap(temp, wait_s=15.0)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from evolve_helpers import JitterOperator, TinyTask
 
-from mstar.evolve.config import EvolveConfig, StopConfig
-from mstar.evolve.engine import Engine
+from mstar.evolve.core.config import EvolveConfig, StopConfig
+from mstar.evolve.core.engine import Engine
 
 CHROMIUM = os.environ.get("MSTAR_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -11,11 +11,11 @@ import json
 import subprocess
 import sys
 
-from mstar.evolve.ray_quiet import translate
+from mstar.evolve.execution.ray_quiet import translate
 
 SCRIPT = r'''
 import json, os, time
-from mstar.evolve.ray_executor import start_ray, stop_ray, _retire_worker
+from mstar.evolve.execution.ray_executor import start_ray, stop_ray, _retire_worker
 started, temp = start_ray(1)
 import ray
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from review_helpers import browser, evolve_tiny, open_tab, shot, wait_js  # noqa: F401 - browser is a fixture
 
-from mstar.evolve.store import ProgramRecord, RunStore, freeze_knobs
+from mstar.evolve.store.run_store import ProgramRecord, RunStore, freeze_knobs
 from mstar.report.server import DashboardServer, list_runs
 
 

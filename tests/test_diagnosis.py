@@ -6,7 +6,7 @@ import textwrap
 
 from mstar.episodes import Episode, Event, Probe
 from mstar.evaluate import EvalConfig, evaluate_episode
-from mstar.evolve.diagnosis import diagnose
+from mstar.evolve.execution.diagnosis import diagnose
 from mstar.harness.loader import from_source, load_program
 from mstar.sandbox.inline import InlineBackend
 from mstar.toolkit import Toolkit

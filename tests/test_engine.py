@@ -9,10 +9,11 @@ import pytest
 from evolve_helpers import JitterOperator, ScriptedLLMOperator, TinyTask
 
 from mstar.broker import LLMReply
-from mstar.evolve.config import EvolveConfig, StopConfig
-from mstar.evolve.engine import Engine
+from mstar.evolve.core.config import EvolveConfig, StopConfig
+from mstar.evolve.core.engine import Engine
+from mstar.evolve.core.live import View
 from mstar.evolve.operators.base import OperatorFailed, Proposal
-from mstar.evolve.store import RunStore
+from mstar.evolve.store.run_store import RunStore
 
 SEEDS = ["bm25", "bm25_neighbors", "recency"]
 
@@ -63,7 +64,7 @@ def test_same_seed_same_lineage_and_a_complete_summary(tmp_path):
     assert outcomes <= {"accepted", "rejected-novelty", "rejected-cascade", "failed"}
     assert len(store.events("proposal")) == 12 and len(store.events("generation")) == 3
     assert len(store.events("final")) == 1
-    # The pick (mstar/evolve/selection.py) compares programs per val probe: those are in the store.
+    # The pick (mstar/evolve/core/selection.py) compares programs per val probe: those are in the store.
     val_eps = {e.id for e in TinyTask().episodes("val")}
     rows = list(store.probe_metrics(a["best"]["id"], "val"))
     assert {r[0] for r in rows} == val_eps and len(rows) == sum(len(e.probes) for e in TinyTask().episodes("val"))
@@ -215,7 +216,7 @@ def test_budget_stop_with_litellm_mock_response_mock_llm(tmp_path):
 
 def test_inline_executor_yields_as_it_goes_and_runs_nothing_unconsumed():
     from mstar.evaluate import EvalConfig
-    from mstar.evolve.executor import EvalJob, make_executor
+    from mstar.evolve.execution.executor import EvalJob, make_executor
     from mstar.harness.loader import load_program
     from mstar.sandbox.inline import InlineBackend
     from mstar.toolkit import Toolkit
@@ -236,7 +237,7 @@ def test_inline_executor_yields_as_it_goes_and_runs_nothing_unconsumed():
 
 def test_ledger_caches_records_and_refuses_before_crossing(tmp_path):
     from mstar.errors import BudgetExceeded, LLMUnavailable
-    from mstar.evolve.ledger import Ledger
+    from mstar.evolve.store.ledger import Ledger
 
     store = RunStore(tmp_path)
     replies = iter(["a", "b", "c"])
@@ -257,7 +258,7 @@ def test_ledger_caches_records_and_refuses_before_crossing(tmp_path):
 def test_ledger_is_the_broker_harness_calls_are_allow_listed(tmp_path):
     """A harness in an evolve run must not redirect the host's call (``api_base``, ``base_url``: the key
     would go with it) or pick the model; the host's own callers (operators, scoring) are trusted."""
-    from mstar.evolve.ledger import Ledger
+    from mstar.evolve.store.ledger import Ledger
 
     seen: list[dict] = []
     ledger = Ledger(RunStore(tmp_path), lambda m, **kw: seen.append(kw) or LLMReply(text="ok"), "mock")
@@ -274,17 +275,15 @@ def test_ledger_is_the_broker_harness_calls_are_allow_listed(tmp_path):
 
 def test_diagnoses_reach_the_store_and_the_parent_views(tmp_path, monkeypatch):
     """With a diagnosis module installed, missed probes are diagnosed, stored, and shown to operators."""
-    import types
 
-    from mstar.evolve import scores
+    from mstar.evolve.execution import cascade
     from mstar.evolve.operators.base import FailedProbe
 
     def diagnose(episode, result, budget):
         return [FailedProbe(probe_id=p.probe_id, episode_id=episode.id, category=p.category, question="?",
                             stage="not_retrieved") for p in result.probes if (p.evidence_recall or 0) < 1]
 
-    monkeypatch.setitem(__import__("sys").modules, "mstar.evolve.diagnosis", types.SimpleNamespace(diagnose=diagnose))
-    monkeypatch.setattr(scores, "_DIAGNOSE", None)
+    monkeypatch.setattr(cascade, "diagnose", diagnose)
     seen: list[int] = []
 
     class Looks(JitterOperator):
@@ -297,29 +296,39 @@ def test_diagnoses_reach_the_store_and_the_parent_views(tmp_path, monkeypatch):
     assert seen and max(seen) > 0
     n = RunStore(tmp_path / "d").conn.execute("SELECT COUNT(*) FROM evaluations WHERE diagnosis IS NOT NULL").fetchone()[0]
     assert n > 0
-    monkeypatch.setattr(scores, "_DIAGNOSE", None)
 
 
-def test_operator_loader_adapts_to_the_registry(monkeypatch):
-    import sys
-    import types
+def test_a_failing_diagnosis_is_logged_and_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    """A bug in the diagnosis costs guidance, never the evaluation, and is never silent."""
+    from mstar.evolve.execution import cascade
 
+    def broken(episode, result, budget):
+        raise RuntimeError("diagnosis bug")
+
+    monkeypatch.setattr(cascade, "diagnose", broken)
+    logged: list[str] = []
+    view = View(live=False)
+    monkeypatch.setattr(view, "log", logged.append)
+    summary = run(tmp_path, config("e", stops=StopConfig(generations=1)), view=view)
+    assert summary["best"]["train"] is not None  # every evaluation stored and scored
+    events = RunStore(tmp_path / "e").events("diagnosis_error")
+    assert events and all("RuntimeError: diagnosis bug" in e[2]["error"] for e in events)
+    assert sum("diagnosis of" in line and "diagnosis bug" in line for line in logged) == 1
+
+
+def test_the_operator_registry_is_one_mapping_of_names_to_factories(monkeypatch):
     from mstar.errors import UsageError
-    from mstar.evolve import operators_loader as ol
+    from mstar.evolve.operators import registry
 
-    monkeypatch.setitem(sys.modules, "mstar.evolve.operators.registry",
-                        types.SimpleNamespace(OPERATORS={"jit": JitterOperator}))
-    assert isinstance(ol.load_operator("jit"), JitterOperator)
+    monkeypatch.setitem(registry.OPERATORS, "jit", JitterOperator)
+    assert isinstance(registry.load_operator("jit"), JitterOperator)
+    assert set(registry.load_operators(["jit", "tune"])) == {"jit", "tune"}
     with pytest.raises(UsageError, match="unknown operator 'nope'"):
-        ol.load_operator("nope")
-    inst = JitterOperator()
+        registry.load_operator("nope")
 
-    def get_operator(name):
-        if name != "jit":
-            raise KeyError(name)
-        return inst
+    def broken():
+        raise ImportError("no module named optuna_x")
 
-    monkeypatch.setitem(sys.modules, "mstar.evolve.operators.registry", types.SimpleNamespace(get_operator=get_operator))
-    assert ol.load_operators(["jit"]) == {"jit": inst}
-    with pytest.raises(UsageError):
-        ol.load_operator("nope")
+    monkeypatch.setitem(registry.OPERATORS, "broken", broken)
+    with pytest.raises(UsageError, match="'broken' cannot be loaded: ImportError: no module named optuna_x"):
+        registry.load_operator("broken")

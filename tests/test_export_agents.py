@@ -90,8 +90,8 @@ def test_exported_winner_of_an_evolve_run_remembers_without_mstar(bare_python, t
     sys.path.insert(0, str(HERE))
     from evolve_helpers import JitterOperator, TinyTask
 
-    from mstar.evolve.config import EvolveConfig, StopConfig
-    from mstar.evolve.engine import Engine
+    from mstar.evolve.core.config import EvolveConfig, StopConfig
+    from mstar.evolve.core.engine import Engine
 
     cfg = EvolveConfig(run_id="w", task="tiny", budget=200, seeds=["bm25", "bm25_neighbors"], operators={"jitter": 1.0},
                        children_per_gen=3, islands=1, island_size=4, final_k=2, stops=StopConfig(generations=2))

@@ -16,7 +16,7 @@ from test_sandbox_support import LABELS, LIMITS, episode, make_backend, program
 
 from mstar.errors import InfrastructureError
 from mstar.evaluate import EvalConfig
-from mstar.evolve.executor import EvalJob, InlineExecutor
+from mstar.evolve.execution.executor import EvalJob, InlineExecutor
 from mstar.faults import FaultPause
 from mstar.toolkit import Toolkit
 
@@ -159,7 +159,7 @@ class Memory:
 
 @pytest.fixture
 def local_ray():
-    from mstar.evolve.ray_executor import start_ray, stop_ray
+    from mstar.evolve.execution.ray_executor import start_ray, stop_ray
 
     started, temp = start_ray(1)
     try:
@@ -175,9 +175,9 @@ def test_the_broker_actor_dying_mid_call_pauses_the_job_and_the_harness_never_se
     """The model is a scripted function (never a real one) run in the broker actor; its first two calls
     kill the actor's process, which exhausts Ray's own retry of the call: the worker's request fails."""
     from mstar.broker import LLMReply
-    from mstar.evolve.ledger import Ledger
-    from mstar.evolve.ray_executor import RayExecutor
-    from mstar.evolve.store import RunStore
+    from mstar.evolve.execution.ray_executor import RayExecutor
+    from mstar.evolve.store.ledger import Ledger
+    from mstar.evolve.store.run_store import RunStore
 
     make_backend("docker")  # skips when no engine answers; builds the image if missing
     marks = tmp_path / "deaths"
@@ -229,9 +229,9 @@ class EngineGoneOperator:
 def test_an_engine_fault_inside_an_operator_stops_the_run_resumable_not_a_failed_proposal(tmp_path):
     from evolve_helpers import TinyTask
 
-    from mstar.evolve.config import EvolveConfig, StopConfig
-    from mstar.evolve.engine import Engine
-    from mstar.evolve.store import RunStore
+    from mstar.evolve.core.config import EvolveConfig, StopConfig
+    from mstar.evolve.core.engine import Engine
+    from mstar.evolve.store.run_store import RunStore
 
     cfg = EvolveConfig(run_id="op", task="tiny", budget=20, seeds=["bm25", "recency"], operators={"engine_gone": 1.0},
                        children_per_gen=2, islands=1, sandbox="inline", executor="inline", embedder="hashing",

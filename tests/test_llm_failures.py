@@ -22,9 +22,9 @@ from test_qa_scoring import episode, scripted
 from mstar.broker import Broker, LLMReply
 from mstar.errors import LLMError, ModelUnreachable
 from mstar.evaluate import EvalConfig, evaluate_episode
-from mstar.evolve.config import EvolveConfig, StopConfig
-from mstar.evolve.engine import Engine
-from mstar.evolve.store import RunStore
+from mstar.evolve.core.config import EvolveConfig, StopConfig
+from mstar.evolve.core.engine import Engine
+from mstar.evolve.store.run_store import RunStore
 from mstar.harness.loader import load_program
 from mstar.sandbox.doctor import _model
 from mstar.sandbox.inline import InlineBackend

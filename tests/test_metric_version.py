@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from mstar.errors import UsageError
-from mstar.evolve.config import EvolveConfig
-from mstar.evolve.store import RunStore
+from mstar.evolve.core.config import EvolveConfig
+from mstar.evolve.store.run_store import RunStore
 from mstar.scoring import METRIC_VERSION
 
 ENTRY = Path(__file__).resolve().parent / "evolve_entry.py"

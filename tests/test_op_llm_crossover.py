@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from test_op_llm_reflect import MODEL, RecordedReplies, block
 
-from mstar.evolve.ledger import Ledger
 from mstar.evolve.operators.base import OperatorContext, OperatorFailed, ParentView
 from mstar.evolve.operators.llm_crossover import LLMCrossover
-from mstar.evolve.store import RunStore
+from mstar.evolve.store.ledger import Ledger
+from mstar.evolve.store.run_store import RunStore
 from mstar.harness.loader import from_source, load_program
 
 BM25 = load_program("bm25").source

@@ -13,10 +13,10 @@ import pytest
 from llm_stub import StubServer
 
 from mstar.broker import LiteLLMBackend, LLMReply
-from mstar.evolve.ledger import Ledger
 from mstar.evolve.operators.base import FailedProbe, LineageEntry, OperatorContext, OperatorFailed, ParentView
 from mstar.evolve.operators.llm_reflect import LLMReflect
-from mstar.evolve.store import RunStore
+from mstar.evolve.store.ledger import Ledger
+from mstar.evolve.store.run_store import RunStore
 from mstar.harness.loader import from_source, load_program
 
 BM25 = load_program("bm25").source
@@ -204,8 +204,8 @@ def test_engine_generation_with_llm_reflect_over_the_stub_server_stub_llm(tmp_pa
     children are proposed, evaluated and stored, and the model calls land in the llm_calls table."""
     from evolve_helpers import TinyTask
 
-    from mstar.evolve.config import EvolveConfig, StopConfig
-    from mstar.evolve.engine import Engine
+    from mstar.evolve.core.config import EvolveConfig, StopConfig
+    from mstar.evolve.core.engine import Engine
 
     cfg = EvolveConfig(run_id="llm", task="tiny", budget=20, seeds=["bm25", "recency"],
                        operators={"llm_reflect": 1.0}, operator_options={"smoke_sandbox": "inline"},

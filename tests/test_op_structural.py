@@ -11,8 +11,8 @@ import pytest
 from mstar.errors import UsageError
 from mstar.evolve.operators.base import OperatorContext, OperatorFailed, ParentView
 from mstar.evolve.operators.components import Program
+from mstar.evolve.operators.registry import load_operator
 from mstar.evolve.operators.structural import StructuralOperator, validate
-from mstar.evolve.operators_loader import load_operator
 from mstar.harness.loader import from_source
 from mstar.sandbox.inline import InlineBackend
 

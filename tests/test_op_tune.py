@@ -10,14 +10,14 @@ import pytest
 from evolve_helpers import make_episode
 
 from mstar.evaluate import EvalConfig
-from mstar.evolve.cascade import Evaluator, Interrupted, Target
-from mstar.evolve.executor import InlineExecutor
+from mstar.evolve.execution.cascade import Evaluator, Interrupted, Target
+from mstar.evolve.execution.executor import InlineExecutor
 from mstar.evolve.operators.base import OperatorContext, OperatorFailed, ParentView
 from mstar.evolve.operators.components import Program
 from mstar.evolve.operators.source_edit import set_knob_defaults
 from mstar.evolve.operators.tune import TuneOperator
-from mstar.evolve.scores import ScoreBook
-from mstar.evolve.store import RunStore
+from mstar.evolve.store.run_store import RunStore
+from mstar.evolve.store.scores import ScoreBook
 from mstar.harness.loader import from_source
 from mstar.sandbox.inline import InlineBackend
 from mstar.toolkit import Toolkit

@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from mstar.evolve import sampling
-from mstar.evolve.archive import ParetoArchive, Point, dominates
-from mstar.evolve.novelty import NoveltyFilter, normalise_source
-from mstar.evolve.population import Population
+from mstar.evolve.strategies import sampling
+from mstar.evolve.strategies.archive import ParetoArchive, Point, dominates
+from mstar.evolve.strategies.novelty import NoveltyFilter, normalise_source
+from mstar.evolve.strategies.population import Population
 from mstar.harness.knobs import parse_knobs
 from mstar.harness.loader import load_program
 

@@ -12,7 +12,7 @@ from llm_stub import StubServer
 from mstar.broker import Broker
 from mstar.episodes import Episode, Event, Probe
 from mstar.evaluate import EvalConfig, evaluate_episode
-from mstar.evolve.diagnosis import diagnose
+from mstar.evolve.execution.diagnosis import diagnose
 from mstar.harness.loader import load_program
 from mstar.sandbox.inline import InlineBackend
 from mstar.scoring.aggregate import summarize

@@ -19,11 +19,11 @@ from evolve_helpers import JitterOperator, TinyTask
 
 from mstar.broker import LLMReply
 from mstar.evaluate import EvalConfig
-from mstar.evolve.config import EvolveConfig, StopConfig
-from mstar.evolve.engine import Engine
-from mstar.evolve.executor import EvalJob, InlineExecutor
-from mstar.evolve.ledger import Ledger
-from mstar.evolve.store import RunStore
+from mstar.evolve.core.config import EvolveConfig, StopConfig
+from mstar.evolve.core.engine import Engine
+from mstar.evolve.execution.executor import EvalJob, InlineExecutor
+from mstar.evolve.store.ledger import Ledger
+from mstar.evolve.store.run_store import RunStore
 from mstar.harness.knobs import defaults
 from mstar.harness.loader import load_program
 from mstar.sandbox.base import SessionLimits
@@ -34,7 +34,7 @@ WORKERS = 2
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    from mstar.evolve.ray_executor import start_ray, stop_ray
+    from mstar.evolve.execution.ray_executor import start_ray, stop_ray
 
     started, temp = start_ray(WORKERS)
     try:
@@ -50,7 +50,7 @@ def episodes():
 
 
 def ray_executor(episodes, backend: str = "inline", **kw: Any):
-    from mstar.evolve.ray_executor import RayExecutor
+    from mstar.evolve.execution.ray_executor import RayExecutor
 
     kw.setdefault("toolkit", Toolkit())
     kw.setdefault("config", EvalConfig(budget=20))
@@ -167,13 +167,32 @@ class Memory:
 '''
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the command name may hold spaces and parentheses
+
+
+def _mine(pid: int) -> bool:
+    """Whether ``pid`` descends from this test process: the local Ray instance this module starts runs
+    its raylet (and so its workers) under it. Another Ray on the machine is not ours to kill."""
+    me = os.getpid()
+    while pid and pid > 1:
+        if pid == me:
+            return True
+        pid = _parent(pid) or 0
+    return False
+
+
 def _eval_workers() -> list[int]:
-    """PIDs of Ray workers running an evaluation (Ray titles them after the task while it runs)."""
+    """PIDs of this test's Ray workers running an evaluation (Ray titles them after the task while it runs)."""
     out = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if (d / "cmdline").read_bytes().startswith(b"ray::mstar_eval"):
+                if (d / "cmdline").read_bytes().startswith(b"ray::mstar_eval") and _mine(int(d.name)):
                     out.append(int(d.name))
             except OSError:
                 pass
@@ -363,7 +382,7 @@ def test_results_match_inline_on_docker(episodes, ray_instance):
 
 
 def test_import_mstar_does_not_import_ray():
-    code = ("import sys, mstar, mstar.evolve.engine, mstar.evolve.ray_executor, mstar.cli.main; "
+    code = ("import sys, mstar, mstar.evolve.core.engine, mstar.evolve.execution.ray_executor, mstar.cli.main; "
             "sys.exit('ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
@@ -417,7 +436,7 @@ def test_the_embedder_is_settled_once_saved_and_kept_on_resume(tmp_path, monkeyp
     import mstar.embedders
     from mstar.embedders import HashingEmbedder, default_embedder
     from mstar.errors import UsageError
-    from mstar.evolve.config import settle_embedder
+    from mstar.evolve.core.config import settle_embedder
 
     want = "hashing" if isinstance(default_embedder(), HashingEmbedder) else "local"
     assert settle_embedder("auto") == want
@@ -447,7 +466,7 @@ ENTRY = Path(__file__).resolve().parent / "evolve_entry.py"
 def _start_killable_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     """A long `mstar evolve` on a local Ray instance, returned once it is mid-run (evaluations stored,
     both raylet agents up), with the temp dir of its instance."""
-    from mstar.evolve import ray_cleanup
+    from mstar.evolve.execution import ray_cleanup
 
     cmd = [sys.executable, str(ENTRY), "evolve", "--task", "tiny", "--budget", "20", "--seeds",
            "bm25,bm25_neighbors,recency", "--operators", "jitter=1", "--children-per-gen", "4", "--islands", "2",
@@ -481,7 +500,7 @@ def _cmdline(pid: int) -> str:
 
 
 def _gone(temp: Path, within_s: float) -> bool:
-    from mstar.evolve import ray_cleanup
+    from mstar.evolve.execution import ray_cleanup
 
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
@@ -492,7 +511,7 @@ def _gone(temp: Path, within_s: float) -> bool:
 
 
 def test_kill_9_of_the_driver_leaves_no_ray_process_and_no_temp_dir(tmp_path):
-    from mstar.evolve import ray_cleanup
+    from mstar.evolve.execution import ray_cleanup
 
     proc, temp = _start_killable_run(tmp_path)
     proc.send_signal(signal.SIGKILL)
@@ -502,8 +521,8 @@ def test_kill_9_of_the_driver_leaves_no_ray_process_and_no_temp_dir(tmp_path):
 
 
 def test_a_new_start_reaps_what_a_killed_run_and_its_watchdog_left(tmp_path, ray_instance):
-    from mstar.evolve import ray_cleanup
-    from mstar.evolve.ray_executor import start_ray
+    from mstar.evolve.execution import ray_cleanup
+    from mstar.evolve.execution.ray_executor import start_ray
 
     proc, temp = _start_killable_run(tmp_path)
     watchdogs = [p for p in ray_cleanup.processes_of(temp) if b"ray_cleanup" in Path(f"/proc/{p}/cmdline").read_bytes()]
@@ -527,7 +546,7 @@ def test_a_new_start_reaps_what_a_killed_run_and_its_watchdog_left(tmp_path, ray
 JSON_STDOUT_SCRIPT = r'''
 import json, os, sys, time
 from mstar.cli.common import json_stdout
-from mstar.evolve.ray_executor import start_ray, stop_ray
+from mstar.evolve.execution.ray_executor import start_ray, stop_ray
 
 out = json_stdout()
 started, temp = start_ray(1)

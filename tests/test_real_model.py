@@ -25,9 +25,9 @@ from test_sandbox_support import LABELS, make_backend
 
 from mstar.broker import Broker
 from mstar.evaluate import EvalConfig, evaluate_episode
-from mstar.evolve.config import EvolveConfig, StopConfig
-from mstar.evolve.engine import Engine
-from mstar.evolve.store import RunStore
+from mstar.evolve.core.config import EvolveConfig, StopConfig
+from mstar.evolve.core.engine import Engine
+from mstar.evolve.store.run_store import RunStore
 from mstar.harness.loader import load_program
 from mstar.llm_limits import LLMLimits
 from mstar.sandbox.base import SessionLimits

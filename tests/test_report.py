@@ -146,7 +146,7 @@ def test_hostile_program_text_cannot_make_the_report_fetch_or_run_anything(run_d
     nothing in them may reach the network (script, image, style, link prefetch)."""
     import shutil
 
-    from mstar.evolve.store import ProgramRecord, RunStore
+    from mstar.evolve.store.run_store import ProgramRecord, RunStore
 
     d = tmp_path / "hostile"
     shutil.copytree(run_dir, d, ignore=shutil.ignore_patterns("report.html"))

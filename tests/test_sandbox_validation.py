@@ -125,7 +125,7 @@ def test_tune_validates_its_child_in_the_runs_sandbox():
 
 
 def test_the_engine_smokes_children_in_the_backend_it_evaluates_with():
-    from mstar.evolve.engine import Engine
+    from mstar.evolve.core.engine import Engine
     from mstar.sandbox.inline import InlineBackend
     from mstar.sandbox.process import ProcessBackend
 

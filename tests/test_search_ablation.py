@@ -68,31 +68,93 @@ def test_two_variants_on_synthetic_give_curves_test_scores_timings_and_differ_in
     assert "| default | 1 |" in table and "| no_tune | 1 |" in table and "where the time goes" in table
 
 
-def test_a_variant_this_mstar_cannot_run_is_skipped_with_a_note(monkeypatch):
+def test_a_variant_this_mstar_cannot_run_stops_the_script_with_one_line(monkeypatch):
     sa = _bench()
+    args = sa.parser().parse_args(SMALL)
     monkeypatch.setitem(sa.VARIANTS, "future", sa.Variant("future", "a policy of a later mstar",
                                                           sa._policy("no_such_field", 1)))
-    args = sa.parser().parse_args(SMALL)
-    todo, notes = sa.plan(["default", "future", "no_novelty"], args)
-    assert [v.name for v, _ in todo] == ["default", "no_novelty"]
-    assert notes == ["future: skipped (this mstar's EvolveConfig has no field 'no_such_field')"]
-    assert dict(todo)[sa.VARIANTS["no_novelty"]] == {"novelty": False}
+    monkeypatch.setitem(sa.VARIANTS, "same", sa.Variant("same", "the default under another name",
+                                                        sa._policy("prefer_shorter", False)))
+    for name, message in (("future", "--variants: future: this mstar's EvolveConfig has no field 'no_such_field'"),
+                          ("same", "--variants: same: prefer_shorter=False is already the default")):
+        with pytest.raises(SystemExit) as e:
+            sa.plan(["default", name], args)
+        assert str(e.value).startswith(message) and "\n" not in str(e.value)
 
 
-def test_no_new_seeds_drops_them_from_seeds_and_parts_or_is_skipped():
+def test_policy_variants_set_the_engine_options_and_the_engine_builds_them():
+    """pareto_parents, signature_key, code_key, prefer_shorter, island_reset and no_novelty really change what
+    Strategies.from_config builds (no skip: the options exist on this mstar)."""
+    from mstar.evolve.core.config import EvolveConfig
+    from mstar.evolve.strategies.defaults import Strategies
+
     sa = _bench()
+    args = sa.parser().parse_args(SMALL)
+    names = ["pareto_parents", "signature_key", "code_key", "prefer_shorter", "island_reset", "no_novelty",
+             "no_pareto"]
+    todo = dict((v.name, made) for v, made in sa.plan(names, args))
+    assert todo == {"pareto_parents": {"parent_policy": "pareto"}, "signature_key": {"behaviour_key": "signature"},
+                    "code_key": {"behaviour_key": "code"}, "prefer_shorter": {"prefer_shorter": True},
+                    "island_reset": {"island_reset_every": 3}, "no_novelty": {"novelty": False},
+                    "no_pareto": {"archive_rate": 0.0}}
+    base = sa.base_kwargs(args, 0, "t")
+    built = {n: Strategies.from_config(EvolveConfig(**{**base, **o})) for n, o in todo.items()}
+    default = Strategies.from_config(EvolveConfig(**base))
+    assert type(built["pareto_parents"].parents).__name__ == "ParetoParents"
+    assert type(default.parents).__name__ == "RankParents"
+    assert built["signature_key"].behaviour.__name__ == "SignatureBehaviour"
+    assert built["no_novelty"].behaviour.__name__ == "CodeBehaviour"  # novelty off: no behavioural look either
+    assert built["no_novelty"].novelty(0.995).enabled is False and default.novelty(0.995).enabled is True
+    assert built["island_reset"].island_reset.every == 3 and not default.island_reset.every
+
+
+def test_novelty_off_with_the_signature_key_is_refused_in_one_line():
+    from mstar.evolve.core.config import EvolveConfig
+
+    with pytest.raises(ValueError) as e:
+        EvolveConfig(run_id="x", task="synthetic", novelty=False, behaviour_key="signature")
+    assert "novelty: false switches the behaviour check off too" in str(e.value)
+
+
+def test_no_new_seeds_drops_them_from_the_seeds_and_the_parts_bin_of_a_real_run(tmp_path):
+    """A real engine setup (synthetic, inline): the run's seeds and the breeder's parts bin lack the new seeds,
+    which the default run's parts bin holds."""
+    from mstar.evolve.core.config import EvolveConfig, StopConfig
+    from mstar.evolve.core.live import View
     from mstar.harness.loader import seed_names
 
-    made = sa._no_new_seeds({"seeds": None})
-    present = [n for n in sa.NEW_SEEDS if n in seed_names()]
-    if not present:
-        assert made.startswith(sa.SKIP) and "is in harnesses/ yet" in made
-    else:
-        assert not set(present) & set(made["seeds"]) and made["_exclude_parts"] == present
+    sa = _bench()
+    assert set(sa.NEW_SEEDS) <= set(seed_names())
+    made = sa._no_new_seeds("no_new_seeds", {"seeds": None})
+    assert not set(sa.NEW_SEEDS) & set(made["seeds"]) and made["_exclude_parts"] == list(sa.NEW_SEEDS)
+    parts = {}
+    for name, kw, exclude in (("default", {"seeds": ["bm25"]}, ()),
+                              ("no_new_seeds", {"seeds": ["bm25"]}, tuple(made["_exclude_parts"]))):
+        cfg = EvolveConfig(run_id=name, task="synthetic", task_opts={"episodes": 3, "events": 30, "probes": 4},
+                           sandbox="inline", executor="inline", embedder="hashing", stops=StopConfig(generations=0), **kw)
+        eng = sa.AblationEngine(cfg, tmp_path / name, view=View(live=False), clock=sa.Clock(), exclude_parts=exclude)
+        eng._setup()
+        try:
+            parts[name] = set(eng.breeder.seeds)
+        finally:
+            eng._executor.close()
+            eng.store.close()
+            eng._lock.close()
+    assert set(sa.NEW_SEEDS) <= parts["default"]
+    assert not set(sa.NEW_SEEDS) & parts["no_new_seeds"] and "bm25" in parts["no_new_seeds"]
+
+
+def test_a_missing_engine_hook_stops_the_run(monkeypatch, tmp_path):
+    import ablation_timing
+
+    sa = _bench()
+    monkeypatch.delattr(ablation_timing.Engine, "_parts_bin")
+    with pytest.raises(ablation_timing.HookMissing, match="no _parts_bin/_setup hook"):
+        sa.AblationEngine(None, tmp_path, clock=sa.Clock())
 
 
 def test_novelty_off_lets_a_near_duplicate_through_but_not_the_same_program():
-    from mstar.evolve.novelty import NoveltyFilter
+    from mstar.evolve.strategies.novelty import NoveltyFilter
 
     src = "def f(x):\n    return x + 1\n"
     for enabled, near_dup_novel in ((True, False), (False, True)):

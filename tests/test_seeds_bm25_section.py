@@ -21,7 +21,9 @@ from mstar.toolkit import Toolkit
 START, END = "# --- bm25: an incremental Okapi BM25 index", "# --- end of the bm25 section ---"
 # seed -> the state keys of its incremental indexes (dropped in the twin to force a rebuild).
 SEEDS = {"bm25": ["bm25"], "bm25_neighbors": ["bm25"], "longmemeval_rag": ["lme"], "hybrid": ["bm25", "dense_rows"],
-         "amem": ["bm25"], "hipporag": ["hr_bm25"], "memorybank": ["bm25"], "session_hierarchy": ["sh_turn_index"]}
+         "rerank_pack": ["bm25", "rp_sent", "rp_vecs"],
+         "amem": ["bm25"], "hipporag": ["hr_bm25"], "memorybank": ["bm25"], "session_hierarchy": ["sh_turn_index"],
+         "lexical_plus": ["lp_bm25", "lp_sess"]}
 WORDS = ("cat kayak Lisbon violin marathon garden Miso sister parrot Reykjavik blue red green tent piano "
          "novel camera puppy bike Oslo Kyoto ran bought saw loved painted").split()
 

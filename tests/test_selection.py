@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mstar.evolve.selection import choose, paired_gap
+from mstar.evolve.core.selection import choose, paired_gap
 
 
 def probes(hits: int, n: int = 100, offset: int = 0) -> dict[str, float]:
@@ -57,7 +57,7 @@ def test_the_strict_rule_returns_the_val_leader():
 def test_select_is_checked():
     from pydantic import ValidationError
 
-    from mstar.evolve.config import EvolveConfig
+    from mstar.evolve.core.config import EvolveConfig
 
     assert EvolveConfig(run_id="r", task="tiny").select == "1se"
     with pytest.raises(ValidationError, match="select"):

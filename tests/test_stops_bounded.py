@@ -13,9 +13,9 @@ import time
 import pytest
 from evolve_helpers import JitterOperator, TinyTask
 
-from mstar.evolve.config import EvolveConfig, StopConfig
-from mstar.evolve.engine import Engine
-from mstar.evolve.store import RunStore
+from mstar.evolve.core.config import EvolveConfig, StopConfig
+from mstar.evolve.core.engine import Engine
+from mstar.evolve.store.run_store import RunStore
 
 SLOW = '''"""A harness whose reads take {sleep} s each."""
 import time

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mstar.evolve.store import ProgramRecord, ProposalRecord, RunStore, freeze_knobs
+from mstar.evolve.store.run_store import ProgramRecord, ProposalRecord, RunStore, freeze_knobs
 from mstar.harness.loader import from_source, load_program
 
 
@@ -92,7 +92,7 @@ def test_freeze_knobs_rewrites_defaults_and_stays_valid(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys
-    from mstar.evolve.store import RunStore
+    from mstar.evolve.store.run_store import RunStore
     s = RunStore(sys.argv[1])
     probes = [{"probe": f"q{i}", "metrics": {"evidence_recall": 0.5}, "tokens": 1, "latency": 0.1}
               for i in range(400)]
@@ -146,7 +146,7 @@ def test_a_book_rebuilt_from_the_store_equals_the_one_built_live(tmp_path):
     from evolve_helpers import TinyTask
 
     from mstar.evaluate import EvalConfig, evaluate_episode
-    from mstar.evolve.scores import ScoreBook, digest
+    from mstar.evolve.store.scores import ScoreBook, digest
     from mstar.sandbox.inline import InlineBackend
     from mstar.toolkit import Toolkit
 

@@ -13,6 +13,7 @@ import typer
 from mstar.cli.common import fmt, json_stdout, parse_pairs
 from mstar.errors import InfrastructureError, UsageError
 from mstar.tasks.base import DATA_RULE
+from mstar.tasks.joint import parse_transfer
 
 DATA_HELP = ("The task's data: " + DATA_RULE + "; `mstar doctor` checks the same.")
 
@@ -20,24 +21,52 @@ DEFAULT_GENERATIONS = 10  # when no limit at all is given
 
 
 def _table(summary: dict[str, Any]):
+    """The final table: train / val / test (joint objective in a joint run), then each suite's test
+    score of a joint run, then each --transfer suite's score."""
     from rich.table import Table
 
     t = Table(title=f"{summary['task']}: {summary['metric']}@{summary['budget']} (picked on val, then test once)",
               title_justify="left")
-    for c in ("program", "train", "val", "test"):
-        t.add_column(c, justify="left" if c == "program" else "right")
     b = summary["best"]
+    suites = list(b.get("suites") or next(iter(summary["seeds"].values()), {}).get("suites") or {})
+    transfer = summary.get("transfer") or {}
+    split_of = summary.get("transfer_split") or {}
+    cols = ["train", "val", "test", *(f"{s} test" for s in suites),
+            *(f"→ {task}" + (" (all)" if split_of.get(task) == "all" else "") for task in transfer)]
+    t.add_column("program")
+    for c in cols:
+        t.add_column(c, justify="right")
+
+    def cells(entry: dict[str, Any], key: str) -> list[str]:
+        per = entry.get("suites") or {}
+        return [fmt(entry.get(s), 4) for s in ("train", "val", "test")] + \
+               [fmt((per.get(s) or {}).get("test"), 4) for s in suites] + \
+               [fmt(transfer[task].get(key), 4) for task in transfer]
+
     if b["id"]:
-        t.add_row(f"[bold]best[/] {b['name']} ({b['id']})", fmt(b["train"], 4), fmt(b["val"], 4), fmt(b["test"], 4))
+        t.add_row(f"[bold]best[/] {b['name']} ({b['id']})", *cells(b, "best"))
     for name, s in summary["seeds"].items():
-        t.add_row(f"seed {name}", fmt(s["train"], 4), fmt(s["val"], 4), fmt(s["test"], 4))
+        t.add_row(f"seed {name}", *cells(s, name))
     return t
 
 
+def _suites(tasks: list[str], data: list[str], opts: dict[str, Any]) -> tuple[list[Any], str | None, dict[str, Any]]:
+    """(the suites of a joint run or [], the one suite's data, its options): --task, --data and
+    --task-opt paired by position (see mstar.tasks.joint)."""
+    from mstar.tasks.joint import SuiteSpec, pair_data, split_task_opts
+
+    paired = pair_data(tasks, data)
+    if len(tasks) == 1:
+        return [], paired[0], opts
+    per = split_task_opts(tasks, opts)
+    return [SuiteSpec(task=t, data=d, options=o) for t, d, o in zip(tasks, paired, per, strict=True)], None, {}
+
+
 def evolve_cmd(
-    task: Annotated[str | None, typer.Option("--task", "-t", help="Task suite (see `mstar tasks`).")] = None,
-    data: Annotated[Path | None, typer.Option("--data", help=DATA_HELP)] = None,
-    task_opt: Annotated[list[str] | None, typer.Option("--task-opt", "-o", help="Task option KEY=VALUE (split and size options).")] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", "-t", metavar="TASK", help="Task suite (see `mstar tasks`). Repeat it to evolve against several suites at once (objective: the mean over suites of each suite's mean score; docs/EVOLVE.md).")] = None,
+    data: Annotated[list[str] | None, typer.Option("--data", metavar="PATH", help=DATA_HELP + " With several --task, the i-th --data goes with the i-th --task (--data - for a suite without a file).")] = None,
+    task_opt: Annotated[list[str] | None, typer.Option("--task-opt", "-o", help="Task option KEY=VALUE (split and size options); with several --task, TASK.KEY=VALUE.")] = None,
+    transfer: Annotated[list[str] | None, typer.Option("--transfer", metavar="TASK[:DATA]", help="TASK[:DATA] (repeatable): at the end, score the winner and every seed on this suite's test split (the whole suite if it has none), within --final-minutes.")] = None,
     budget: Annotated[int, typer.Option("--budget", min=1, help="Context budget in tokens.")] = 1024,
     metric: Annotated[str, typer.Option("--metric", help="Quality objective: evidence_recall, ndcg@10, session_recall, answer_containment; with --model also qa_f1, qa_judge (the answer step).")] = "evidence_recall",
     seeds: Annotated[str | None, typer.Option("--seeds", help="Comma-separated seed names (default: every usable seed).")] = None,
@@ -48,11 +77,15 @@ def evolve_cmd(
     migrate_every: Annotated[int, typer.Option("--migrate-every", min=1, help="Migrate each island's best every N generations.")] = 3,
     operators: Annotated[str | None, typer.Option("--operators", help="Operator mix, e.g. structural=0.6,tune=0.4.")] = None,
     op_opt: Annotated[list[str] | None, typer.Option("--op-opt", help="Operator option KEY=VALUE (repeatable), e.g. trials=20.")] = None,
-    screen: Annotated[int, typer.Option("--screen-episodes", min=1, help="Train episodes of the cascade's screen.")] = 1,
-    minibatch: Annotated[int, typer.Option("--minibatch-episodes", min=1, help="Train episodes `tune` scores trials on.")] = 1,
+    screen: Annotated[int, typer.Option("--screen-episodes", min=1, help="Train episodes of the cascade's screen (per suite with several --task).")] = 1,
+    minibatch: Annotated[int, typer.Option("--minibatch-episodes", min=1, help="Train episodes `tune` scores trials on (per suite with several --task).")] = 1,
     margin: Annotated[float, typer.Option("--cascade-margin", min=0, help="A child within this of its parent on the screen gets the full train evaluation.")] = 0.02,
     final_k: Annotated[int, typer.Option("--final-k", min=1, help="Top programs on train scored on val at the end.")] = 3,
     select: Annotated[str, typer.Option("--select", help="The run's result: 1se = best on train among the programs within one standard error of the best on val; val = best on val, strictly.")] = "1se",
+    parent_policy: Annotated[str | None, typer.Option("--parent-policy", help="How parents are drawn: rank (default: by rank and few children, per island) or pareto (programs best on at least one train probe, in proportion to the probes they win).")] = None,
+    behaviour_key: Annotated[str | None, typer.Option("--behaviour-key", help="When a screened child is a neutral variant: aggregate (default: same mean score, context size and errors), signature (same value on every screen probe) or code (never; only the code filter).")] = None,
+    prefer_shorter: Annotated[bool | None, typer.Option("--prefer-shorter/--no-prefer-shorter", help="Among programs with equal scores, rank the shorter first (default: off).")] = None,
+    island_reset_every: Annotated[int | None, typer.Option("--island-reset-every", min=0, help="Every N generations, re-seed the weaker half of the islands from the best of the others (default: never).")] = None,
     max_evals: Annotated[int | None, typer.Option("--max-evals", min=1, help="Stop after N episode evaluations.")] = None,
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", min=0.01, help="Stop the search after M minutes of this session (then val and test are scored: allow a few minutes more); on --resume, M more minutes.")] = None,
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", min=0, help="Hard LLM budget in USD.")] = None,
@@ -87,12 +120,15 @@ def evolve_cmd(
     from rich.console import Console
     from rich.markup import escape
 
-    from mstar.evolve.config import EvolveConfig, StopConfig, new_run_id, parse_mix
-    from mstar.evolve.engine import Engine
-    from mstar.evolve.live import View
+    from mstar.evolve.core.config import EvolveConfig, StopConfig, new_run_id, parse_mix
+    from mstar.evolve.core.engine import Engine
+    from mstar.evolve.core.live import View
     from mstar.llm_limits import parse_max_tokens
     from mstar.sandbox.registry import get_backend
 
+    policies = {k: v for k, v in {"parent_policy": parent_policy, "behaviour_key": behaviour_key,
+                                  "prefer_shorter": prefer_shorter,
+                                  "island_reset_every": island_reset_every}.items() if v is not None}
     stops = {"generations": generations, "max_evals": max_evals, "max_minutes": max_minutes,
              "budget_usd": budget_usd, "budget_tokens": budget_tokens, "patience": patience}
     extra_stops = {k: v for k, v in {"final_minutes": final_minutes, "stop_grace_s": stop_grace}.items()
@@ -109,6 +145,14 @@ def evolve_cmd(
         given = {k: v for k, v in stops.items() if v is not None}
         if max_tokens is not None:
             raise UsageError("--max-tokens: a resumed run keeps its caps (they change what is searched)")
+        for k in policies:
+            raise UsageError(f"--{k.replace('_', '-')}: a resumed run keeps the search policies of its config.json "
+                             "(a replay under other policies would not be the same run)")
+        # After the flag-specific refusals above, so a refused policy or cap is named even when the
+        # command line also repeats the run's --task.
+        if task or data or task_opt or transfer:
+            raise UsageError("--resume: a resumed run keeps its suites (--task, --data, --task-opt, --transfer "
+                             "are in its config.json)")
         from mstar.cli.resume import plan
 
         resuming, new_stops = plan(resume, config.stops.model_dump(), given)  # refuses a resume that would not search
@@ -126,6 +170,7 @@ def evolve_cmd(
         resuming = ""
         if not task:
             raise UsageError("--task: name a task suite (see `mstar tasks`), or pass --resume RUN_DIR")
+        suites, one_data, one_opts = _suites(task, data or [], parse_pairs(task_opt, "--task-opt"))
         if all(v is None for v in stops.values()):
             stops["generations"] = DEFAULT_GENERATIONS
         rid = run_id or new_run_id()
@@ -134,7 +179,8 @@ def evolve_cmd(
             raise UsageError(f"--run-id: {run_dir} already exists; continue it with --resume {run_dir}")
         try:
             config = EvolveConfig(
-                run_id=rid, task=task, data=str(data) if data else None, task_opts=parse_pairs(task_opt, "--task-opt"),
+                run_id=rid, task="+".join(task), data=one_data, task_opts=one_opts, suites=suites,
+                transfer=[parse_transfer(t) for t in transfer or []],
                 budget=budget, metric=metric, seeds=[s.strip() for s in seeds.split(",") if s.strip()] if seeds else None,
                 seed=seed, islands=islands, island_size=island_size, children_per_gen=children,
                 migrate_every=migrate_every, operators=parse_mix(operators, with_llm=bool(model)),
@@ -142,14 +188,17 @@ def evolve_cmd(
                 minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, select=select, sandbox=sandbox,
                 executor=executor, workers=workers, ray_address=ray_address, model=model, api_base=api_base,
                 **({"infra_wait_s": infra_wait} if infra_wait is not None else {}),
-                embedder=embedder or "auto", stops=StopConfig(**stops, **extra_stops), llm=limits)
+                embedder=embedder or "auto", stops=StopConfig(**stops, **extra_stops), llm=limits, **policies)
         except ValidationError as e:
             err = e.errors()[0]
             flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
             raise UsageError(f"{flag}: {err['msg'].removeprefix('Value error, ')}") from None
-    from mstar.tasks.registry import get_task
+    from mstar.evolve.core.transfer import load_transfer, trained_specs
+    from mstar.tasks.joint import build_suite
 
-    get_task(config.task, data=config.data, **config.task_opts)  # a task or data error before any sandbox warning
+    # A task or data error (of a --transfer suite too) before any sandbox warning.
+    build_suite(config.task, config.data, config.task_opts, config.suites)
+    load_transfer(config.transfer, trained_specs(config))
     get_backend(config.sandbox)  # an unavailable backend is reported before any work
     if resume is not None:
         Console(stderr=True).print(resuming, highlight=False, markup=False, soft_wrap=True)

@@ -15,12 +15,12 @@ from typing import Any
 
 from mstar.errors import UsageError
 
-# Stop reasons of a run whose limits were reached (see mstar.evolve.stops); anything else was a request.
+# Stop reasons of a run whose limits were reached (see mstar.evolve.core.stops); anything else was a request.
 COMPLETE = ("time limit", "evaluation limit", "generation limit", "budget spent", "no improvement", "finished")
 
 
 def _progress(run_dir: Path) -> dict[str, Any]:
-    from mstar.evolve.store import RunStore
+    from mstar.evolve.store.run_store import RunStore
 
     store = RunStore(run_dir)
     try:

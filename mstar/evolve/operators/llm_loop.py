@@ -32,7 +32,7 @@ def prompt(name: str, **values: Any) -> str:
 def effective_source(parent: ParentView) -> str:
     """The parent's source with its current knob values as the KNOBS defaults: the model edits the
     program as it actually ran, and the child (which runs with its own defaults) keeps the tuning."""
-    from mstar.evolve.store import freeze_knobs
+    from mstar.evolve.store.run_store import freeze_knobs
 
     if not parent.knobs:
         return parent.source

@@ -1,6 +1,6 @@
 """Which component ``structural`` should change, given where the parent's missed probes were lost.
 
-The failure diagnosis (mstar/evolve/diagnosis.py) names, per missed probe, the pipeline stage that
+The failure diagnosis (mstar/evolve/execution/diagnosis.py) names, per missed probe, the pipeline stage that
 lost its evidence. Following MemEvolve's reading of the design space, each stage points at the
 components that can fix it:
 

@@ -1,42 +1,51 @@
-"""Operator names -> operator classes (read by ``mstar.evolve.operators_loader``).
+"""Operator names -> operator factories: one plain mapping, ``OPERATORS``.
 
-Each operator is imported only when asked for: optuna is heavy, and an LLM operator whose module is
-missing or broken must not take the offline operators down with it. The failure is reported as a
-``ValueError`` naming the operator and the import error (the loader turns it into a UsageError).
+A factory is any zero-argument callable that returns an operator (a class is one). The built-in ones
+import their module only when called: optuna is heavy, and an LLM operator whose module is missing or
+broken must not take the offline operators down with it. A test or a plugin adds its own with
+``OPERATORS["mine"] = MyOperator``.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterable
 from typing import Any
 
-# name -> "module:Class"
-OPERATOR_PATHS: dict[str, str] = {
-    "structural": "mstar.evolve.operators.structural:StructuralOperator",
-    "tune": "mstar.evolve.operators.tune:TuneOperator",
-    "llm_reflect": "mstar.evolve.operators.llm_reflect:LLMReflect",
-    "llm_crossover": "mstar.evolve.operators.llm_crossover:LLMCrossover",
+from mstar.errors import UsageError
+
+
+def _lazy(module: str, cls: str) -> Callable[[], Any]:
+    def make() -> Any:
+        return getattr(importlib.import_module(module), cls)()
+
+    make.__qualname__ = f"{module}:{cls}"
+    return make
+
+
+OPERATORS: dict[str, Callable[[], Any]] = {
+    "structural": _lazy("mstar.evolve.operators.structural", "StructuralOperator"),
+    "tune": _lazy("mstar.evolve.operators.tune", "TuneOperator"),
+    "llm_reflect": _lazy("mstar.evolve.operators.llm_reflect", "LLMReflect"),
+    "llm_crossover": _lazy("mstar.evolve.operators.llm_crossover", "LLMCrossover"),
 }
 
 
 def names() -> list[str]:
-    return sorted(OPERATOR_PATHS)
+    return sorted(OPERATORS)
 
 
-def get_operator(name: str) -> type[Any]:
-    """The operator class registered as ``name``. KeyError for an unknown name, ValueError for one
-    whose module cannot be imported."""
-    if name not in OPERATOR_PATHS:
-        raise KeyError(f"known operators: {', '.join(names())}")
-    module_name, _, cls_name = OPERATOR_PATHS[name].partition(":")
+def load_operator(name: str) -> Any:
+    """A fresh operator registered as ``name``; a UsageError naming it when it is unknown or its module
+    does not load (the other operators stay usable)."""
+    factory = OPERATORS.get(name)
+    if factory is None:
+        raise UsageError(f"--operators: unknown operator {name!r} (known: {', '.join(names())})")
     try:
-        module = importlib.import_module(module_name)
+        return factory()
     except Exception as e:  # a broken operator module: say which, keep the others usable
-        raise ValueError(f"operator {name!r} cannot be loaded from {module_name}: {type(e).__name__}: {e}") from None
-    cls = getattr(module, cls_name, None)
-    if cls is None:  # renamed class: any class of the module that says it is this operator
-        cls = next((v for v in vars(module).values()
-                    if isinstance(v, type) and getattr(v, "name", None) == name and hasattr(v, "propose")), None)
-    if cls is None:
-        raise ValueError(f"operator {name!r}: {module_name} defines no {cls_name}")
-    return cls
+        raise UsageError(f"--operators: operator {name!r} cannot be loaded: {type(e).__name__}: {e}") from None
+
+
+def load_operators(names: Iterable[str]) -> dict[str, Any]:
+    return {n: load_operator(n) for n in names}

@@ -15,40 +15,26 @@ and ``--resume`` redoes only what is missing.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mstar.evolve.selection import choose
-
-if TYPE_CHECKING:
-    from mstar.evolve.engine import Engine
-
-
-def _probe_values(eng: Engine, pid: str, split: str) -> dict[str, float]:
-    """The objective per probe (``episode/probe``), as the score book counts it: probes without a
-    value (e.g. abstention for recall) left out."""
-    out: dict[str, float] = {}
-    ids = set(eng.ids[split])
-    for episode, probe, metrics in eng.store.probe_metrics(pid, split):
-        if episode in ids:
-            v = json.loads(metrics).get(eng.config.metric)
-            if v is not None:
-                out[f"{episode}/{probe}"] = float(v)
-    return out
+from mstar.evolve.core.run_state import RunState
+from mstar.evolve.core.selection import choose
+from mstar.evolve.core.transfer import per_suite, score_transfer, transfer_rows
 
 
-def _score(eng: Engine, pid: str, split: str) -> float | None:
-    ids = eng.ids[split]
-    return eng.book.score(pid, split, ids) if ids else None
+def _score(eng: RunState, pid: str, split: str) -> float | None:
+    return eng.score(pid, split)
 
 
-def _entry(eng: Engine, pid: str) -> dict[str, Any]:
-    return {"train": eng._train(pid), "val": _score(eng, pid, "val"), "test": _score(eng, pid, "test")}
+def _entry(eng: RunState, pid: str) -> dict[str, Any]:
+    out = {"train": eng.train(pid), "val": _score(eng, pid, "val"), "test": _score(eng, pid, "test")}
+    suites = per_suite(eng, pid)  # a joint run: each suite's own scores too
+    return out | {"suites": suites} if suites else out
 
 
-def budget_note(eng: Engine, seeds_done: bool) -> str | None:
+def budget_note(eng: RunState, seeds_done: bool) -> str | None:
     """When a limit ended the search before any child was accepted: say so, and what would be enough
     (the seeds' scoring plus three generations, at this session's pace, the final step included).
     ``seeds_done``: whether the seeds had their train scores when the search stopped."""
@@ -69,12 +55,11 @@ def budget_note(eng: Engine, seeds_done: bool) -> str | None:
             f"3 generations ({evals} evaluations)")
 
 
-def _bounded(eng: Engine, targets: list[Any], split: str, deadline: float) -> int:
+def _bounded(eng: RunState, targets: list[Any], split: str, deadline: float) -> int:
     """Score ``targets`` on ``split`` until ``deadline``; returns how many evaluations were skipped."""
     ids = eng.ids[split]
-    stopper = getattr(eng, "stopper", None)
-    if stopper is not None:
-        stopper.final_deadline = deadline  # the watcher abandons what is in flight at the deadline
+    if eng.stopper is not None:
+        eng.stopper.final_deadline = deadline  # the watcher abandons what is in flight at the deadline
 
     def past() -> str | None:
         return "final time limit" if time.monotonic() >= deadline else None
@@ -83,26 +68,26 @@ def _bounded(eng: Engine, targets: list[Any], split: str, deadline: float) -> in
     return sum(1 for t in targets for ep in ids if not eng.book.has(t.id, split, ep))
 
 
-def _why(eng: Engine) -> str:
+def _why(eng: RunState) -> str:
     stop = eng.evaluator.budget_stop
     return f"the model cannot be used ({stop[:160]})" if stop else "time limit"
 
 
-def finish(eng: Engine) -> dict[str, Any]:
-    seeds_done = all(eng._train(r.id) is not None for r in eng.seeds)
+def finish(eng: RunState) -> dict[str, Any]:
+    seeds_done = all(eng.train(r.id) is not None for r in eng.seeds)
     eng.view.update(phase="final: val/test")
     train_ids = eng.ids["train"]
     scored = [pid for pid, rec in eng.programs.items()
               if rec.status in ("seed", "accepted") and eng.book.stats(pid, "train", train_ids) is not None]
     order = {pid: i for i, pid in enumerate(eng.programs)}
-    ranked = sorted(scored, key=lambda p: (-(eng._train(p) or 0.0), order[p]))
+    ranked = sorted(scored, key=lambda p: (-(eng.train(p) or 0.0), order[p]))
     seed_ids = [r.id for r in eng.seeds]
     candidates = list(dict.fromkeys(ranked[: eng.config.final_k] + seed_ids))
-    targets = [eng._target(p) for p in candidates]
+    targets = [eng.target(p) for p in candidates]
     limit_s = eng.config.stops.final_minutes * 60
     t0 = time.monotonic()
     skipped: dict[str, int] = {}
-    unfinished = [eng._target(p) for p in candidates if eng._train(p) is None]
+    unfinished = [eng.target(p) for p in candidates if eng.train(p) is None]
     if unfinished:  # the search stopped while the seeds were scored: the pick (and the report) needs train
         eng.view.log(f"final: finishing the train scores of {len(unfinished)} seeds ({len(train_ids)} episodes)")
         skipped["train"] = _bounded(eng, unfinished, "train", t0 + limit_s / 2)
@@ -118,25 +103,27 @@ def finish(eng: Engine) -> dict[str, Any]:
             f"the pick is made among the {len(full)} programs with a val score" if full
             else "no program has a val score: the best on train is returned"))
     if eng.ids["val"]:
-        best, tied = choose(pool, lambda p: _score(eng, p, "val"), eng._train, lambda p: _probe_values(eng, p, "val"),
+        best, tied = choose(pool, lambda p: _score(eng, p, "val"), eng.train, lambda p: eng.probe_values(p, "val"),
                             order, eng.config.select)
         if best is not None and eng.config.select == "1se":
             eng.view.log(f"final: {len(tied)} of {len(pool)} programs within one standard error of the best on val; "
                          f"the best of them on train is returned")
     else:
-        best = min(pool, key=lambda p: (-(eng._train(p) or 0.0), order[p])) if pool else None
+        best = min(pool, key=lambda p: (-(eng.train(p) or 0.0), order[p])) if pool else None
     if eng.ids["test"]:
-        test_targets = [eng._target(p) for p in dict.fromkeys(([best] if best else []) + seed_ids)]
+        test_targets = [eng.target(p) for p in dict.fromkeys(([best] if best else []) + seed_ids)]
         eng.view.log(f"final: scoring {len(test_targets)} programs on test ({len(eng.ids['test'])} episodes)")
         skipped["test"] = _bounded(eng, test_targets, "test", t0 + limit_s)
         if skipped["test"]:
             eng.view.log(f"final: {_why(eng)}: {skipped['test']} test evaluations skipped (shown as '-')")
+    programs = list(dict.fromkeys(([best] if best else []) + seed_ids))
+    skipped |= score_transfer(eng, programs, t0 + limit_s, _bounded)  # the same limit as val and test
     if best is not None:
         eng.best_id = best
         def f(v: float | None) -> str:
             return "-" if v is None else f"{v:.4f}"
 
-        eng._write_best(f"picked on val (--select {eng.config.select}); {eng.config.metric}@{eng.config.budget}: train {f(eng._train(best))}, "
+        eng.write_best(f"picked on val (--select {eng.config.select}); {eng.config.metric}@{eng.config.budget}: train {f(eng.train(best))}, "
                         f"val {f(_score(eng, best, 'val'))}, test {f(_score(eng, best, 'test'))}")
     summary = summarize(eng, best)
     summary["note"] = budget_note(eng, seeds_done)
@@ -148,7 +135,7 @@ def finish(eng: Engine) -> dict[str, Any]:
     return summary
 
 
-def summarize(eng: Engine, best: str | None) -> dict[str, Any]:
+def summarize(eng: RunState, best: str | None) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for p in eng.store.proposals():
         counts[p.outcome] = counts.get(p.outcome, 0) + 1
@@ -169,7 +156,8 @@ def summarize(eng: Engine, best: str | None) -> dict[str, Any]:
             **(_entry(eng, best) if best else {"train": None, "val": None, "test": None}),
         },
         "seeds": {r.name: {"id": r.id, **_entry(eng, r.id)} for r in eng.seeds},
-        "evaluations": eng.evaluations,
+        **({"transfer": transfer_rows(eng, best), "transfer_split": dict(eng.transfer)} if eng.transfer else {}),
+        "evaluations": eng.evaluations(),
         "generations": eng.store.get_state("generation_done", 0) or 0,
         "proposals": counts,
         "stop_reason": eng.stop_reason or "finished",

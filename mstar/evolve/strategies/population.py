@@ -2,7 +2,9 @@
 
 Each island holds at most ``island_size`` programs, ranked by their train score; a newcomer that
 pushes an island over its size evicts the worst (on a tie, the newest goes: incumbents keep their
-place, which keeps the search from churning between equals). Migration is a ring: the best program
+place, which keeps the search from churning between equals). With ``prefer_shorter`` a tie (scores
+equal to 1e-9) first goes to the shorter program (its normalised source's length): among equals the
+lean one ranks higher, breeds more and survives, against the bloat transplants accumulate. Migration is a ring: the best program
 of island i is copied into island i+1. Everything here is a pure function of the order of calls, so
 replaying the store's history rebuilds exactly the same population.
 """
@@ -27,18 +29,25 @@ class Population:
     islands: list[list[str]] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
     children: dict[str, int] = field(default_factory=dict)
+    prefer_shorter: bool = False
+    sizes: dict[str, int] = field(default_factory=dict)
     _age: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.islands:
             self.islands = [[] for _ in range(self.n_islands)]
 
-    def _rank_key(self, pid: str) -> tuple[float, int]:
+    def _rank_key(self, pid: str) -> tuple[float, ...]:
+        if self.prefer_shorter:
+            return (-round(self.scores[pid], 9), self.sizes.get(pid, 0), self._age[pid])
         return (-self.scores[pid], self._age[pid])
 
-    def add(self, island: int, pid: str, score: float) -> list[str]:
-        """Put ``pid`` on ``island``; returns the ids evicted (possibly ``pid`` itself)."""
+    def add(self, island: int, pid: str, score: float, size: int | None = None) -> list[str]:
+        """Put ``pid`` on ``island``; returns the ids evicted (possibly ``pid`` itself). ``size``: the
+        program's length, the tie-break of ``prefer_shorter``."""
         self.scores[pid] = score
+        if size is not None:
+            self.sizes.setdefault(pid, size)
         self._age.setdefault(pid, len(self._age))
         self.children.setdefault(pid, 0)
         members = self.islands[island]

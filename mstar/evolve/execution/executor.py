@@ -126,7 +126,7 @@ def make_executor(name: str, **kw: Any) -> Executor:
     if name == "inline":
         return InlineExecutor(**kw)
     if name == "ray":  # imported here: Ray is heavy and optional for `import mstar`
-        from mstar.evolve.ray_executor import RayExecutor
+        from mstar.evolve.execution.ray_executor import RayExecutor
 
         return RayExecutor(**kw)
     from mstar.errors import UsageError

@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from mstar.errors import UsageError
 from mstar.llm_limits import LLMLimits
 from mstar.scoring import METRIC_VERSION
 from mstar.scoring.aggregate import QUALITY_METRICS
+from mstar.tasks.joint import SuiteSpec
 
 # The offline default: no key, no LLM. With --model the reflective operators join.
 OFFLINE_MIX = {"structural": 0.6, "tune": 0.4}
@@ -52,6 +53,11 @@ class EvolveConfig(BaseModel):
     task: str
     data: str | None = None
     task_opts: dict[str, Any] = Field(default_factory=dict)
+    # A joint run (several --task): every suite with its own data and options; ``task`` is then their
+    # names joined by "+" and ``data`` / ``task_opts`` are unused (mstar.tasks.joint).
+    suites: list[SuiteSpec] = Field(default_factory=list)
+    # --transfer: suites the winner and the seeds are scored on at the end (mstar.evolve.core.transfer).
+    transfer: list[SuiteSpec] = Field(default_factory=list)
     budget: int = Field(1024, ge=1)
     metric: str = "evidence_recall"
     seeds: list[str] | None = None  # None: every seed of the library
@@ -61,6 +67,19 @@ class EvolveConfig(BaseModel):
     children_per_gen: int = Field(6, ge=1)
     migrate_every: int = Field(3, ge=1)
     archive_rate: float = Field(0.1, ge=0, le=1)  # share of parents drawn from the Pareto archive
+    # The search's policies (mstar/evolve/strategies/, docs/EVOLVE.md#strategies). Defaults: the
+    # behaviour the search had before they were options; the ablation (bench/search_ablation.py) measures each.
+    # How the rest of the parents are drawn: "rank" (rank x few children, per island) or "pareto" (the
+    # programs best on at least one train probe, in proportion to the probes they win). "tournament" is
+    # read as "rank".
+    parent_policy: Literal["rank", "pareto"] = "rank"
+    # When a screened child is the same as a program already tried: "aggregate" (same mean score, context
+    # size and errors on the screen), "signature" (same value on every screen probe), "code" (never: only
+    # the code near-duplicate filter decides).
+    behaviour_key: Literal["aggregate", "signature", "code"] = "aggregate"
+    prefer_shorter: bool = False  # among programs with equal scores, the shorter ranks first
+    # Every N generations the weaker half of the islands is re-seeded from the stronger half's bests (None/0: never).
+    island_reset_every: int | None = Field(None, ge=0)
     operators: dict[str, float] = Field(default_factory=lambda: dict(OFFLINE_MIX))
     operator_options: dict[str, Any] = Field(default_factory=dict)
     screen_episodes: int = Field(1, ge=1)
@@ -71,10 +90,11 @@ class EvolveConfig(BaseModel):
     # cosmetic rewrites (comments, docstrings, layout) are caught exactly by the normalised hash.
     novelty_threshold: float = Field(0.995, gt=0, le=1)
     # Off (for ablations, bench/search_ablation.py): no near-duplicate filter and no same-behaviour
-    # rejection on the screen; only a child identical to a program already tried is not evaluated again.
+    # rejection on the screen (behaviour_key is then "code" in effect: strategies/defaults.py); only a
+    # child identical to a program already tried is not evaluated again.
     novelty: bool = True
     final_k: int = Field(3, ge=1)  # top programs on train that are scored on val at the end
-    # How the run's result is picked on val (mstar/evolve/selection.py): "1se" -- the best on train among
+    # How the run's result is picked on val (mstar/evolve/core/selection.py): "1se" -- the best on train among
     # the programs within one standard error of the best on val; "val" -- the best on val, strictly.
     select: Literal["1se", "val"] = "1se"
     failures_per_parent: int = Field(12, ge=0)
@@ -109,6 +129,18 @@ class EvolveConfig(BaseModel):
         if v not in QUALITY_METRICS:
             raise ValueError(f"unknown metric {v!r} (choose from {', '.join(QUALITY_METRICS)})")
         return v
+
+    @model_validator(mode="after")
+    def _novelty_off(self) -> EvolveConfig:
+        if not self.novelty and self.behaviour_key == "signature":
+            raise ValueError("novelty: false switches the behaviour check off too; behaviour_key 'signature' "
+                             "would be ignored (leave it at 'aggregate' or set 'code')")
+        return self
+
+    @field_validator("parent_policy", mode="before")
+    @classmethod
+    def _parent_policy(cls, v: Any) -> Any:
+        return "rank" if v == "tournament" else v
 
     @field_validator("embedder")
     @classmethod

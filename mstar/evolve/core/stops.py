@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from mstar.evolve.config import StopConfig
+from mstar.evolve.core.config import StopConfig
 
 STOP_FILE = "STOP"
 _ABORT_SIGNAL = signal.SIGUSR1

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mstar.broker import Backend, LLMReply
-from mstar.evolve.ledger import Ledger
+from mstar.evolve.store.ledger import Ledger
 
 
 class _ThreadStores:
@@ -37,7 +37,7 @@ class _ThreadStores:
     def _store(self) -> Any:
         s = getattr(self._local, "store", None)
         if s is None:
-            from mstar.evolve.store import RunStore
+            from mstar.evolve.store.run_store import RunStore
 
             s = self._local.store = RunStore(self.run_dir)
         return s

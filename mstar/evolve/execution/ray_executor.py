@@ -44,8 +44,8 @@ from typing import Any
 from mstar.episodes import Episode
 from mstar.errors import CandidateFailure, InfrastructureError, UsageError
 from mstar.evaluate import EpisodeResult, EvalConfig, evaluate_episode
-from mstar.evolve import ray_quiet
-from mstar.evolve.executor import EvalJob, JobResult, LLMMeter
+from mstar.evolve.execution import ray_quiet
+from mstar.evolve.execution.executor import EvalJob, JobResult, LLMMeter
 from mstar.faults import FaultPause
 from mstar.toolkit import Toolkit
 
@@ -63,7 +63,7 @@ def start_ray(workers: int, address: str | None = None) -> tuple[bool, str | Non
     is reused as it is (tests share one instance). Leftovers of local instances whose mstar driver
     died (kill -9) are reaped first, whatever happens next: see ``ray_cleanup``.
     """
-    from mstar.evolve import ray_cleanup
+    from mstar.evolve.execution import ray_cleanup
 
     ray_cleanup.sweep()
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -311,7 +311,7 @@ class RayExecutor:
         run_dir = run_dir or (str(store.dir) if store is not None and hasattr(store, "dir") else None)
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from mstar.evolve.ray_broker import BrokerActor
+        from mstar.evolve.execution.ray_broker import BrokerActor
 
         # Threaded: workers' calls are served concurrently (a model call mostly waits on the network).
         # Pinned to the driver's node: it opens the run's run.db, which lives there.

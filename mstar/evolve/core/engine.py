@@ -22,31 +22,37 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 from mstar.broker import Backend, LiteLLMBackend
 from mstar.embedders import default_embedder
-from mstar.errors import HarnessError, InfrastructureError, UsageError
+from mstar.errors import InfrastructureError, UsageError
 from mstar.evaluate import EvalConfig
-from mstar.evolve.archive import ParetoArchive, Point
-from mstar.evolve.breed import Breeder, program_id
-from mstar.evolve.cascade import Evaluator, Interrupted, Target, choose_episodes, passes_screen
-from mstar.evolve.config import EvolveConfig, settle_embedder
-from mstar.evolve.executor import Executor, make_executor
-from mstar.evolve.final import finish
-from mstar.evolve.ledger import Ledger
-from mstar.evolve.live import View
-from mstar.evolve.novelty import NoveltyFilter
-from mstar.evolve.operators_loader import load_operators
-from mstar.evolve.population import Population
-from mstar.evolve.scores import ScoreBook
-from mstar.evolve.stops import StopNow, Stopper
-from mstar.evolve.store import ProgramRecord, ProposalRecord, RunStore
+from mstar.evolve.core.breed import Breeder, program_id
+from mstar.evolve.core.config import EvolveConfig, settle_embedder
+from mstar.evolve.core.final import finish
+from mstar.evolve.core.live import View
+from mstar.evolve.core.run_state import RunState, write_best
+from mstar.evolve.core.seeds import parts_bin, seed_records
+from mstar.evolve.core.stops import StopNow, Stopper
+from mstar.evolve.core.transfer import attach, load_transfer, trained_specs
+from mstar.evolve.execution.cascade import Evaluator, Interrupted, Target, choose_episodes, passes_screen
+from mstar.evolve.execution.executor import Executor, make_executor
+from mstar.evolve.operators.registry import load_operators
+from mstar.evolve.store.ledger import Ledger
+from mstar.evolve.store.run_store import ProposalRecord, RunStore
+from mstar.evolve.store.scores import ScoreBook
+from mstar.evolve.strategies.archive import Point
+from mstar.evolve.strategies.base import SearchView
+from mstar.evolve.strategies.defaults import Strategies
+from mstar.evolve.strategies.novelty import normalise_source
+from mstar.evolve.strategies.population import Population
 from mstar.faults import FaultPause
-from mstar.harness.knobs import defaults
-from mstar.harness.loader import load_program, seed_names
+from mstar.harness.loader import load_program
 from mstar.scoring.aggregate import LLM_METRICS
+from mstar.tasks.joint import choose_per_suite
 from mstar.toolkit import Toolkit
 
 # Missed probes are read again at 4x the budget to tell "cut by the budget" from "not retrieved".
@@ -66,7 +72,7 @@ def _priced(model: str) -> bool:
 class Engine:
     def __init__(self, config: EvolveConfig, run_dir: Path, *, view: View | None = None,
                  llm_backend: Backend | None = None, operators: dict[str, Any] | None = None,
-                 executor: Executor | None = None, suite: Any = None):
+                 executor: Executor | None = None, suite: Any = None, strategies: Strategies | None = None):
         self.config = config
         self.run_dir = Path(run_dir)
         self.view = view or View(live=False)
@@ -74,6 +80,8 @@ class Engine:
         self._operators = operators
         self._executor = executor
         self._suite = suite
+        # The search's policies (parents, behaviour key, operator choice, migration, island reset, archive).
+        self.strategies = strategies or Strategies.from_config(config)
         self.stop_reason: str | None = None
         self.t0 = time.monotonic()
 
@@ -82,12 +90,13 @@ class Engine:
         cfg = self.config
         # Everything that can be wrong with the request is checked before the run directory is made.
         if self._suite is None:
-            from mstar.tasks.registry import get_task
+            from mstar.tasks.joint import build_suite
 
-            self._suite = get_task(cfg.task, data=cfg.data, **cfg.task_opts)
+            self._suite = build_suite(cfg.task, cfg.data, cfg.task_opts, cfg.suites)
         self.splits = {s: self._suite.episodes(s) for s in ("train", "val", "test")}
         if not self.splits["train"]:
             raise UsageError(f"--task {cfg.task}: the train split is empty; evolution needs train episodes")
+        self.transfer = load_transfer(cfg.transfer, trained_specs(cfg))  # {task: (split used, episodes)}
         backend = self._llm_backend or (
             LiteLLMBackend(cfg.model, cfg.api_base, timeout_s=cfg.llm.timeout_s) if cfg.model else None)
         self._has_llm = backend is not None
@@ -101,7 +110,7 @@ class Engine:
                 del usable[n]
         if not usable:
             raise UsageError("--operators: no usable operator (the LLM operators need --model)")
-        self.seeds = self._seed_records()
+        self.seeds = seed_records(cfg.seeds, self._has_llm, self.view.log)
         cfg.llm_uses = self._llm_uses(usable) if self._has_llm else {}
         if self._has_llm and cfg.model and not _priced(cfg.model):
             self.view.log(f"--model {cfg.model}: litellm has no price for it (a local server?): its calls are "
@@ -123,8 +132,10 @@ class Engine:
         self.stopper = Stopper(cfg.stops, self.run_dir)
         self.ids = {s: [e.id for e in eps] for s, eps in self.splits.items()}
         episodes = {e.id: e for eps in self.splits.values() for e in eps}
-        self.screen_ids, self.minibatch_ids = choose_episodes(self.ids["train"], cfg.seed, cfg.screen_episodes,
-                                                              cfg.minibatch_episodes)
+        attach(self, episodes)  # the --transfer suites' episodes, scored in the final step
+        self.screen_ids, self.minibatch_ids = choose_per_suite(choose_episodes, self.ids["train"],  # joint: per suite
+                                                               getattr(self._suite, "group_of", None), cfg.seed,
+                                                               cfg.screen_episodes, cfg.minibatch_episodes)
         self.ledger = Ledger(self.store, backend, cfg.model or "", cfg.stops.budget_usd, cfg.stops.budget_tokens,
                              cfg.llm, cfg.run_id)
         embedder = default_embedder(prefer=cfg.embedder)  # the Ray executor rebuilds it by name in each worker
@@ -142,25 +153,34 @@ class Engine:
             self._executor = make_executor(cfg.executor, episodes=episodes, backend=backend,
                                            toolkit=toolkit, config=self._eval_config(), meter=self.ledger,
                                            labels={"mstar.run": cfg.run_id}, faults=self.faults, **extra)
-        self.book = ScoreBook(cfg.metric)
+        self.book = ScoreBook(cfg.metric, group=getattr(self._suite, "group_of", None))
         self.book.load(self.store.evaluation_rows())
         self.evals_base = self.store.count_episodes() + self.store.minibatch_evals()
         self.programs = {p.id: p for p in self.store.programs()}
         self.evaluator = Evaluator(self.store, self.book, self._executor, episodes, cfg.budget, self._should_stop,
-                                   on_result=self._on_result)
+                                   on_result=self._on_result, on_diagnosis_error=self._diagnosis_failed)
         self.evaluator.abortable = self.stopper.abortable
         self.stopper.can_abort = lambda: self.store._depth == 0  # never inside a store transaction
-        self.population = Population(cfg.islands, cfg.island_size)
-        self.archive = ParetoArchive()
-        self.novelty = NoveltyFilter(cfg.novelty_threshold, enabled=cfg.novelty)
+        st = self.strategies
+        self.population = Population(cfg.islands, cfg.island_size, prefer_shorter=cfg.prefer_shorter)
+        self.archive = st.archive()
+        self.novelty = st.novelty(cfg.novelty_threshold)
+        self.behaviour = st.behaviour(self.book, self.screen_ids)
+        search = SearchView(self.population, self.archive,
+                            lambda pid: self.book.probe_values(pid, "train", self.ids["train"]))
         self.breeder = Breeder(cfg, usable, self._parts_bin(), self.programs, self.book, self.ids["train"],
-                               self.screen_ids, self.population, self.archive, self.novelty, self._score_minibatch,
+                               self.screen_ids, self.population, search, st.parents, st.operators, self.novelty,
+                               self._score_minibatch,
                                lambda purpose: self.ledger.fn(purpose) if self.ledger.available else None)
         self.breeder.sandbox = self._child_sandbox()
         self.best_id: str | None = None
-        self.behaviours: dict[tuple[float, float, int], str] = {}  # screen behaviour -> first program
+        self.behaviours: dict[Hashable, str] = {}  # screen behaviour -> first program
         self.stale = 0
         self.view.update(run_id=cfg.run_id, task=cfg.task, metric=cfg.metric, islands=[0] * cfg.islands)
+
+    def _parts_bin(self) -> dict[str, str]:
+        """What `structural` may borrow from (a method so a caller can narrow it: bench/search_ablation.py)."""
+        return parts_bin(self.seeds, self._has_llm)
 
     def _child_sandbox(self) -> Any:
         """The backend the operators smoke-test children in: the same kind as the evaluations' (the
@@ -188,50 +208,6 @@ class Engine:
         cfg = self.config
         qa = ("judge" if cfg.metric == "qa_judge" else "f1") if cfg.metric in LLM_METRICS else "off"
         return EvalConfig(budget=cfg.budget, diagnose_factor=DIAGNOSE_FACTOR, qa=qa)
-
-    def _usable_seed(self, name: str, explicit: bool) -> Any:
-        try:
-            prog = load_program(name)
-        except HarnessError as e:
-            if explicit:
-                raise UsageError(f"--seeds: {e}") from None
-            self.view.log(f"seed {name}: skipped, it does not load: {e}")
-            return None
-        if prog.needs_llm and not self._has_llm:
-            self.view.log(f"seed {name}: needs an LLM, skipped offline (pass --model to include it)")
-            return None
-        return prog
-
-    def _seed_records(self) -> list[ProgramRecord]:
-        names = self.config.seeds or seed_names()
-        out = []
-        for name in names:
-            prog = self._usable_seed(name, explicit=self.config.seeds is not None)
-            if prog is None:
-                continue
-            values = defaults(prog.knob_specs)
-            pid = program_id(prog.source, values, prog.knob_specs)
-            if any(r.id == pid for r in out):
-                continue
-            out.append(ProgramRecord(id=pid, name=name, source=prog.source, knobs=values, status="seed",
-                                     operator="seed", created=0.0))
-        if not out:
-            raise UsageError("no usable seed program (every one needs an LLM? pass --model)")
-        return out
-
-    def _parts_bin(self) -> dict[str, str]:
-        """Every usable seed of the library (not only --seeds): what `structural` may borrow from."""
-        out = {r.name: r.source for r in self.seeds}
-        for name in seed_names():
-            if name in out:
-                continue
-            try:
-                prog = load_program(name)
-            except HarnessError:
-                continue
-            if not prog.needs_llm or self._has_llm:
-                out[name] = prog.source
-        return out
 
     # --- plumbing -----------------------------------------------------------------------------------
     @property
@@ -262,6 +238,13 @@ class Engine:
         tokens, usd = self.store.llm_totals()
         return {"tokens": max(tokens, self.ledger.tokens), "usd": max(usd, self.ledger.spent)}
 
+    def _diagnosis_failed(self, pid: str, what: str) -> None:
+        """Every failure is an event of the run; the log says it the first time (it is likely to repeat)."""
+        self.store.event("diagnosis_error", {"program": pid, "error": what[:2000]})
+        if self.evaluator.diagnosis_errors == 1:
+            self.view.log(f"{what[:300]} (the operators get no failure diagnosis for it; every such failure is "
+                          "a diagnosis_error event in run.db)")
+
     def _target(self, pid: str) -> Target:
         rec = self.programs[pid]
         return Target(pid, rec.source, rec.knobs)
@@ -278,19 +261,23 @@ class Engine:
     def _train(self, pid: str) -> float | None:
         return self.book.score(pid, "train", self.ids["train"])
 
-    def _behaviour(self, pid: str) -> tuple[float, float, int]:
-        st = self.book.stats(pid, "train", self.screen_ids)
-        assert st is not None
-        return (round(st.quality, 9), round(st.tokens, 6), st.errors)
+    def _size(self, pid: str) -> int:
+        """A program's length for ``prefer_shorter``: its normalised code (comments and layout do not count)."""
+        return len(normalise_source(self.programs[pid].source))
 
     def _admit(self, island: int, pid: str) -> bool:
         """Into the population and the archive; returns whether it is a new overall best."""
         st = self.book.stats(pid, "train", self.ids["train"])
         assert st is not None
-        self.behaviours.setdefault(self._behaviour(pid), pid)
-        self.population.add(island, pid, st.quality)
+        key = self.behaviour.key(pid)
+        if key is not None:
+            self.behaviours.setdefault(key, pid)
+        shorter = self.config.prefer_shorter
+        self.population.add(island, pid, st.quality, self._size(pid) if shorter else None)
         self.archive.add(Point(pid, st.quality, st.tokens, st.cost))
-        if self.best_id is None or st.quality > (self._train(self.best_id) or 0.0) + 1e-12:
+        best = (self._train(self.best_id) or 0.0) if self.best_id else None
+        if best is None or st.quality > best + 1e-12 or (
+                shorter and abs(st.quality - best) <= 1e-9 and self._size(pid) < self._size(self.best_id or pid)):
             self.best_id = pid
             return True
         return False
@@ -302,9 +289,16 @@ class Engine:
                          islands=[len(i) for i in self.population.islands])
 
     def _write_best(self, note: str) -> None:
-        rec = self.programs[self.best_id] if self.best_id else None
-        if rec is not None:
-            self.store.write_best(rec.source, rec.knobs, f"mstar run {self.config.run_id}: {rec.id} ({rec.name}); {note}")
+        write_best(self.store, self.config.run_id, self.programs[self.best_id] if self.best_id else None, note)
+
+    def run_state(self) -> RunState:
+        """What the final step is handed: the search's results, its store and its evaluator."""
+        return RunState(config=self.config, run_dir=self.run_dir, store=self.store, book=self.book,
+                        evaluator=self.evaluator, view=self.view, ids=self.ids, programs=self.programs,
+                        seeds=self.seeds, stop_reason=self.stop_reason, t0=self.t0,
+                        evaluations=lambda: self.evaluations, stopper=self.stopper, best_id=self.best_id,
+                        suites=list(getattr(self._suite, "labels", None) or []),
+                        transfer={task: used for task, (used, _) in self.transfer.items()})
 
     # --- the run ------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -315,7 +309,10 @@ class Engine:
                                          "pid": os.getpid()})
             if self._seed_phase():
                 self._generations()
-            return finish(self)
+            state = self.run_state()
+            summary = finish(state)
+            self.best_id = state.best_id
+            return summary
         except InfrastructureError as e:
             self.stop_reason = f"infrastructure fault: {e}"
             raise InfrastructureError(e.what, f"{e.detail}. The run stopped; every finished evaluation is stored. "
@@ -414,14 +411,16 @@ class Engine:
             if st.failed_episodes == len(self.screen_ids):
                 self._decide(g, p, "failed", f"{st.failure}: {st.detail}".strip()[:300])
                 continue
-            twin = seen.get(self._behaviour(p.program)) if self.config.novelty else None
+            key = self.behaviour.key(p.program)
+            twin = seen.get(key) if key is not None else None
             if twin is not None:
-                # Same score, same context size, same errors on every screen probe: a neutral variant.
-                # Letting them in fills islands with clones of one program and stalls the search.
-                self._decide(g, p, "rejected-novelty", f"behaves like {twin} on the screen "
-                             f"({self.config.metric} {st.quality:.4f}, {st.tokens:.1f} context tokens)")
+                # A neutral variant (strategies/behaviour.py): letting them in fills islands with clones
+                # of one program and stalls the search.
+                self._decide(g, p, "rejected-novelty",
+                             f"behaves like {twin} on the screen ({self.behaviour.describe(p.program)})")
                 continue
-            seen[self._behaviour(p.program)] = p.program
+            if key is not None:
+                seen[key] = p.program
             parents = [self.book.score(q, "train", self.screen_ids) or 0.0 for q in p.parents]
             if not passes_screen(st.quality, parents, self.config.cascade_margin):
                 self._decide(g, p, "rejected-cascade",
@@ -444,7 +443,8 @@ class Engine:
                 self.breeder.tried.setdefault(q, []).append(p)
             if p.outcome == "accepted":
                 improved = self._admit(p.island, p.program) or improved
-        migrations = self.population.migrate() if g % self.config.migrate_every == 0 else []
+        migrations = self.strategies.migration.migrate(self.population, g)
+        resets = self.strategies.island_reset.reset(self.population, g)
         self.stale = 0 if improved else self.stale + 1
         if improved:
             self._write_best("best on train so far")
@@ -456,6 +456,9 @@ class Engine:
             with self.store.tx():
                 for m in migrations:
                     self.store.event("migration", {"generation": g, "program": m.program, "from": m.source, "to": m.target})
+                for r in resets:
+                    self.store.event("island_reset", {"generation": g, "island": r.island, "seeded_with": r.seeded_with,
+                                                      "dropped": r.dropped})
                 if improved:
                     self.store.event("best", {"generation": g, "program": self.best_id, "train": best})
                 self.store.event("generation", {"generation": g, "best": best, "best_id": self.best_id,

@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mstar.errors import BudgetExceeded, HarnessError, InfrastructureError
-from mstar.evolve import sampling
-from mstar.evolve.archive import ParetoArchive
-from mstar.evolve.cascade import Interrupted
-from mstar.evolve.config import EvolveConfig
-from mstar.evolve.novelty import NoveltyFilter
+from mstar.evolve.core.config import EvolveConfig
+from mstar.evolve.execution.cascade import Interrupted
 from mstar.evolve.operators.base import FailedProbe, LineageEntry, OperatorContext, OperatorFailed, ParentView
-from mstar.evolve.population import Population
-from mstar.evolve.scores import ScoreBook
-from mstar.evolve.store import ProgramRecord, ProposalRecord
+from mstar.evolve.store.run_store import ProgramRecord, ProposalRecord
+from mstar.evolve.store.scores import ScoreBook
+from mstar.evolve.strategies.base import OperatorChoice, ParentPolicy, SearchView
+from mstar.evolve.strategies.novelty import NoveltyFilter
+from mstar.evolve.strategies.population import Population
 from mstar.harness.knobs import KnobsError, defaults, resolve
 from mstar.harness.loader import from_source, program_hash
 
@@ -54,7 +53,9 @@ class Breeder:
     train_ids: list[str]
     screen_ids: list[str]
     population: Population
-    archive: ParetoArchive
+    search: SearchView
+    parents: ParentPolicy
+    choose_operator: OperatorChoice
     novelty: NoveltyFilter
     score_minibatch: Callable[[str, dict[str, Any]], float]
     llm_for: Callable[[str], Callable[..., str] | None]
@@ -105,18 +106,13 @@ class Breeder:
 
     # --- one proposal -------------------------------------------------------------------------------
     def _pick(self, rng: random.Random, island: int, exclude: set[str]) -> str:
-        front = [p.id for p in self.archive.front() if p.id not in exclude]
-        if front and rng.random() < self.config.archive_rate:
-            return rng.choice(front)
-        members = self.population.islands[island] or self.population.all_ids()
-        return sampling.sample(rng, members, self.population.scores, self.population.children, exclude=exclude)
+        return self.parents.pick(rng, island, exclude, self.search)
 
     def propose(self, generation: int, slot: int) -> tuple[ProposalRecord, ProgramRecord | None]:
         cfg = self.config
         rng = slot_rng(cfg.seed, generation, slot)
         island = slot % cfg.islands
-        names = sorted(self.operators)
-        name = rng.choices(names, weights=[cfg.operators[n] for n in names], k=1)[0]
+        name = self.choose_operator.choose(rng, sorted(self.operators))
         op = self.operators[name]
         parents = [self._pick(rng, island, set())]
         for _ in range(1, max(1, int(getattr(op, "arity", 1)))):

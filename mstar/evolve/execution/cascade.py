@@ -13,16 +13,20 @@ whose screen score is within ``margin`` of its parents' best screen score gets t
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mstar.episodes import Episode
 from mstar.errors import BudgetExceeded
-from mstar.evolve.executor import EvalJob, Executor, JobResult
-from mstar.evolve.scores import ScoreBook, diagnose, digest
-from mstar.evolve.stops import StopNow
-from mstar.evolve.store import RunStore
+from mstar.evolve.core.stops import StopNow
+from mstar.evolve.execution.diagnosis import diagnose
+from mstar.evolve.execution.executor import EvalJob, Executor, JobResult
+from mstar.evolve.store.run_store import RunStore
+from mstar.evolve.store.scores import ScoreBook, digest
+
+log = logging.getLogger(__name__)
 
 
 class Interrupted(BaseException):  # noqa: N818 - a control-flow signal, like KeyboardInterrupt
@@ -42,7 +46,8 @@ class Target:
 class Evaluator:
     def __init__(self, store: RunStore, book: ScoreBook, executor: Executor, episodes: dict[str, Episode],
                  budget: int, should_stop: Callable[[], str | None],
-                 on_result: Callable[[JobResult], None] | None = None):
+                 on_result: Callable[[JobResult], None] | None = None,
+                 on_diagnosis_error: Callable[[str, str], None] | None = None):
         self.store = store
         self.book = book
         self.executor = executor
@@ -50,6 +55,8 @@ class Evaluator:
         self.budget = budget
         self.should_stop = should_stop
         self.on_result = on_result
+        self.on_diagnosis_error = on_diagnosis_error
+        self.diagnosis_errors = 0
         self.evaluations = 0  # episode evaluations run by this process (stored and minibatch)
         self.minibatch_evals = 0  # of the proposal being made; reset by the engine per proposal
         self.budget_stop: str | None = None  # set when the run's LLM budget ran out inside an evaluation
@@ -99,7 +106,7 @@ class Evaluator:
 
     def _record(self, jr: JobResult) -> None:
         job, res = jr.job, jr.result
-        diags = diagnose(self.episodes[job.episode_id], res, self.budget) if res.failure is None else {}
+        diags = self._diagnose(job, res) if res.failure is None else {}
         agg, summary, rows = digest(res, self.book.metric, diags, jr.llm_cost, jr.llm_tokens)
         self.store.add_episode(job.program_id, job.split, job.episode_id, summary, rows, jr.llm_cost,
                                llm_tokens=jr.llm_tokens)
@@ -108,11 +115,25 @@ class Evaluator:
         if self.on_result:
             self.on_result(jr)
 
+    def _diagnose(self, job: EvalJob, res: Any) -> dict[str, dict[str, Any]]:
+        """The missed probes' diagnoses by probe id. A diagnosis bug costs the operators their guidance
+        for this episode, not the run its evaluation: it is logged (the run's log and events), not hidden."""
+        try:
+            found = diagnose(self.episodes[job.episode_id], res, self.budget)
+        except Exception as e:  # noqa: BLE001 - reported below; the evaluation itself is sound
+            self.diagnosis_errors += 1
+            what = f"diagnosis of {job.program_id} on {job.episode_id} failed: {type(e).__name__}: {e}"
+            log.warning("%s", what)
+            if self.on_diagnosis_error is not None:
+                self.on_diagnosis_error(job.program_id, what)
+            return {}
+        return {fp.probe_id: fp.model_dump() for fp in found}
+
     def score_minibatch(self, target: Target, episode_ids: list[str]) -> float:
         """Quality of a trial on the tuning minibatch. Not stored (trials are not programs of the run)
         unless the trial is a program the book already knows, which is then reused."""
         missing = [ep for ep in episode_ids if not self.book.has(target.id, "train", ep)]
-        local = ScoreBook(self.book.metric)
+        local = ScoreBook(self.book.metric, group=self.book.group)  # a joint run: the joint objective
         if missing:
             if self.should_stop():
                 raise Interrupted

@@ -1,21 +1,17 @@
 """What the engine knows about evaluated programs: per-episode aggregates, kept in memory, rebuilt
-from the store on resume. Scores over a set of episodes are probe-weighted means (as `mstar eval`).
+from the store on resume. Scores over a set of episodes are probe-weighted means (as `mstar eval`); in a
+joint run, the mean over suites of those means (mstar.tasks.joint).
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
-import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mstar.episodes import Episode
 from mstar.evaluate import EpisodeResult
-
-log = logging.getLogger(__name__)
+from mstar.tasks.joint import joint_score, joint_weights
 
 MAX_FAILURES_KEPT = 40  # per (program, episode): enough to sample from, bounded in memory
 
@@ -32,8 +28,10 @@ class EpisodeAgg:
     detail: str = ""
     by_cat: dict[str, list[float]] = field(default_factory=dict)  # cat -> [sum, n]
     failures: list[dict[str, Any]] = field(default_factory=list)  # diagnosed missed probes
+    values: dict[str, float] = field(default_factory=dict)  # probe id -> the metric (probes that have one)
 
-    def add_probe(self, metrics: dict[str, Any], metric: str, tokens: int, diagnosis: dict[str, Any] | None) -> None:
+    def add_probe(self, metrics: dict[str, Any], metric: str, tokens: int, diagnosis: dict[str, Any] | None,
+                  probe: str = "") -> None:
         self.probes += 1
         self.tokens += tokens
         if metrics.get("error"):
@@ -42,6 +40,7 @@ class EpisodeAgg:
         if q is not None:
             self.q_sum += q
             self.q_n += 1
+            self.values[probe] = float(q)
             cat = self.by_cat.setdefault(str(metrics.get("category", "default")), [0.0, 0])
             cat[0] += q
             cat[1] += 1
@@ -63,8 +62,11 @@ class Stats:
 
 
 class ScoreBook:
-    def __init__(self, metric: str):
+    def __init__(self, metric: str, group: Callable[[str], str] | None = None):
         self.metric = metric
+        # A joint run's episode -> its suite (mstar.tasks.joint): quality is then the mean over suites of
+        # each suite's probe-weighted mean; None: one suite, the probe-weighted mean.
+        self.group = group
         self.aggs: dict[tuple[str, str, str], EpisodeAgg] = {}
 
     def has(self, program: str, split: str, episode: str) -> bool:
@@ -76,13 +78,16 @@ class ScoreBook:
     def stats(self, program: str, split: str, episodes: Iterable[str]) -> Stats | None:
         """Probe-weighted stats over ``episodes``; None while any of them is not evaluated."""
         parts = []
+        by_group: dict[str, tuple[float, int]] = {}
         for ep in episodes:
             a = self.aggs.get((program, split, ep))
             if a is None:
                 return None
             parts.append(a)
+            g = self.group(ep) if self.group else ""
+            acc = by_group.get(g, (0.0, 0))
+            by_group[g] = (acc[0] + a.q_sum, acc[1] + a.q_n)
         probes = sum(a.probes for a in parts)
-        q_n = sum(a.q_n for a in parts)
         cats: dict[str, list[float]] = {}
         for a in parts:
             for c, (s, n) in a.by_cat.items():
@@ -91,7 +96,7 @@ class ScoreBook:
                 acc[1] += n
         failed = [a for a in parts if a.failure]
         return Stats(
-            quality=sum(a.q_sum for a in parts) / q_n if q_n else 0.0,
+            quality=joint_score(by_group),
             tokens=sum(a.tokens for a in parts) / probes if probes else 0.0,
             cost=sum(a.cost for a in parts) / probes if probes else 0.0,
             probes=probes,
@@ -105,6 +110,19 @@ class ScoreBook:
     def score(self, program: str, split: str, episodes: Iterable[str]) -> float | None:
         s = self.stats(program, split, episodes)
         return None if s is None else s.quality
+
+    def probe_values(self, program: str, split: str, episodes: Iterable[str]) -> dict[str, float]:
+        """The metric per probe (``episode/probe``) over the evaluated ones of ``episodes``; probes
+        without a value (e.g. abstention for recall) left out, as in the means. In a joint run each value
+        is weighted so that their plain mean is the joint objective (``joint_weights``): a paired
+        per-probe comparison (the final pick's one-standard-error rule) then measures what ``score`` ranks by."""
+        out: dict[str, float] = {}
+        for ep in episodes:
+            a = self.aggs.get((program, split, ep))
+            if a is None:
+                continue
+            out.update((f"{ep}/{k}", v) for k, v in a.values.items())
+        return joint_weights(out, self.group)
 
     def failures(self, program: str, split: str, episodes: Iterable[str]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -124,7 +142,7 @@ class ScoreBook:
                 agg.detail = (m.get("detail") or "")[:300]
                 agg.cost += cost
             else:
-                agg.add_probe(m, self.metric, tokens, json.loads(diagnosis) if diagnosis else None)
+                agg.add_probe(m, self.metric, tokens, json.loads(diagnosis) if diagnosis else None, probe)
 
 
 def digest(result: EpisodeResult, metric: str, diagnoses: dict[str, dict[str, Any]],
@@ -147,7 +165,7 @@ def digest(result: EpisodeResult, metric: str, diagnoses: dict[str, dict[str, An
         if getattr(p, "judge_unusable", False):
             m["judge_unusable"] = 1
         diag = diagnoses.get(p.probe_id)
-        agg.add_probe(m, metric, p.context_tokens, diag)
+        agg.add_probe(m, metric, p.context_tokens, diag, p.probe_id)
         rows.append({"probe": p.probe_id, "metrics": m, "tokens": p.context_tokens, "latency": p.read_ms,
                      "diagnosis": diag})
     summary = {
@@ -166,40 +184,3 @@ def digest(result: EpisodeResult, metric: str, diagnoses: dict[str, dict[str, An
         "judge_unusable": sum(1 for p in result.probes if getattr(p, "judge_unusable", False)),
     }
     return agg, summary, rows
-
-
-_DIAGNOSE: Any = None
-
-
-def diagnose(episode: Episode, result: EpisodeResult, budget: int) -> dict[str, dict[str, Any]]:
-    """Stage diagnosis of missed probes via ``mstar.evolve.diagnosis.diagnose`` when it is installed.
-
-    Keyed by probe id; each value is a ``FailedProbe`` as a dict. Without the module: no diagnoses.
-    The call is adapted to the function's parameter names so the two sides can evolve separately.
-    """
-    global _DIAGNOSE
-    if _DIAGNOSE is None:
-        try:
-            _DIAGNOSE = importlib.import_module("mstar.evolve.diagnosis").diagnose
-        except (ImportError, AttributeError):
-            _DIAGNOSE = False
-    if not _DIAGNOSE:
-        return {}
-    offered = {"episode": episode, "result": result, "budget": budget, "dump": result.dump}
-    try:
-        sig = inspect.signature(_DIAGNOSE)
-        kwargs = {k: v for k, v in offered.items() if k in sig.parameters}
-        try:
-            sig.bind(**kwargs)
-        except TypeError:  # other parameter names: the natural order, (episode, result)
-            found = _DIAGNOSE(episode, result)
-        else:
-            found = _DIAGNOSE(**kwargs)
-    except Exception as e:  # a diagnosis bug must not stop a run; the failure is logged
-        log.warning("diagnosis failed: %s", e)
-        return {}
-    out: dict[str, dict[str, Any]] = {}
-    for fp in found or []:
-        d = fp.model_dump() if hasattr(fp, "model_dump") else dict(fp)
-        out[str(d.get("probe_id"))] = d
-    return out
