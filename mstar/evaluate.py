@@ -52,6 +52,12 @@ class EpisodeResult:
     failure: tuple[str, str] | None = None  # (reason, detail)
     dump: list[dict[str, Any]] | None = None
     wall_s: float = 0.0
+    # Where the wall time went (ms): opening and closing the session (sandbox start and stop), scoring the
+    # reads on the host, and the harness's own time in the diagnosis re-reads at the wider budget.
+    open_ms: float = 0.0
+    close_ms: float = 0.0
+    score_ms: float = 0.0
+    diag_read_ms: float = 0.0
 
 
 def _segments(episode: Episode) -> list[tuple[int, int, bool]]:
@@ -103,7 +109,9 @@ def evaluate_episode(
             raise CandidateFailure(failure.reason, failure.detail)
 
     try:
+        t_open = time.perf_counter()
         session = backend.open(program, values, toolkit, config.limits, labels)
+        result.open_ms = (time.perf_counter() - t_open) * 1000
         guard()
 
         def ask(pos: int) -> None:
@@ -130,7 +138,9 @@ def evaluate_episode(
                     result.probes.append(failed_score(probe, f"{e.reason}: {e.detail}", ms, qa_on))
                     done.add(probe.id)
                     continue
+                t_score = time.perf_counter()
                 ps = score_read(probe, res, index, config.budget, ms)
+                result.score_ms += (time.perf_counter() - t_score) * 1000
                 if qa_on and not ps.error:
                     answer_step(ps, probe, res.context)
                 elif qa_on:
@@ -163,12 +173,15 @@ def evaluate_episode(
         def wide_reads(missed: list) -> None:
             wide = config.budget * config.diagnose_factor
             answers = read_many(session, [view.query(probe, wide) for probe, _ in missed])
-            for (probe, ps), (raw, _ms) in zip(missed, answers, strict=False):
+            for (probe, ps), (raw, ms) in zip(missed, answers, strict=False):
+                result.diag_read_ms += ms
                 try:
                     res = check_read_result(raw)
                 except CandidateFailure:
                     continue  # junk at a larger budget says nothing about the budgeted read
+                t_score = time.perf_counter()
                 ps.wide_credited = score_read(probe, res, index, wide).credited
+                result.score_ms += (time.perf_counter() - t_score) * 1000
 
         ask(0)
         guard()
@@ -198,7 +211,9 @@ def evaluate_episode(
                 result.probes.append(failed_score(probe, f"{e.reason}: {e.detail}", 0.0, qa_on))
     finally:
         if session is not None:
+            t_close = time.perf_counter()
             session.close()
+            result.close_ms = (time.perf_counter() - t_close) * 1000
         result.wall_s = time.perf_counter() - t_start
     return result
 

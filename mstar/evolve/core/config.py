@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from mstar.errors import UsageError
 from mstar.llm_limits import LLMLimits
@@ -89,6 +89,10 @@ class EvolveConfig(BaseModel):
     # purpose: a one-token edit of a ~1,200-token seed scores ~0.992 and can matter (`>` to `>=`);
     # cosmetic rewrites (comments, docstrings, layout) are caught exactly by the normalised hash.
     novelty_threshold: float = Field(0.995, gt=0, le=1)
+    # Off (for ablations, bench/search_ablation.py): no near-duplicate filter and no same-behaviour
+    # rejection on the screen (behaviour_key is then "code" in effect: strategies/defaults.py); only a
+    # child identical to a program already tried is not evaluated again.
+    novelty: bool = True
     final_k: int = Field(3, ge=1)  # top programs on train that are scored on val at the end
     # How the run's result is picked on val (mstar/evolve/core/selection.py): "1se" -- the best on train among
     # the programs within one standard error of the best on val; "val" -- the best on val, strictly.
@@ -125,6 +129,13 @@ class EvolveConfig(BaseModel):
         if v not in QUALITY_METRICS:
             raise ValueError(f"unknown metric {v!r} (choose from {', '.join(QUALITY_METRICS)})")
         return v
+
+    @model_validator(mode="after")
+    def _novelty_off(self) -> EvolveConfig:
+        if not self.novelty and self.behaviour_key == "signature":
+            raise ValueError("novelty: false switches the behaviour check off too; behaviour_key 'signature' "
+                             "would be ignored (leave it at 'aggregate' or set 'code')")
+        return self
 
     @field_validator("parent_policy", mode="before")
     @classmethod

@@ -47,7 +47,7 @@ from mstar.evolve.store.scores import ScoreBook
 from mstar.evolve.strategies.archive import Point
 from mstar.evolve.strategies.base import SearchView
 from mstar.evolve.strategies.defaults import Strategies
-from mstar.evolve.strategies.novelty import NoveltyFilter, normalise_source
+from mstar.evolve.strategies.novelty import normalise_source
 from mstar.evolve.strategies.population import Population
 from mstar.faults import FaultPause
 from mstar.harness.loader import load_program
@@ -164,11 +164,11 @@ class Engine:
         st = self.strategies
         self.population = Population(cfg.islands, cfg.island_size, prefer_shorter=cfg.prefer_shorter)
         self.archive = st.archive()
-        self.novelty = NoveltyFilter(cfg.novelty_threshold)
+        self.novelty = st.novelty(cfg.novelty_threshold)
         self.behaviour = st.behaviour(self.book, self.screen_ids)
         search = SearchView(self.population, self.archive,
                             lambda pid: self.book.probe_values(pid, "train", self.ids["train"]))
-        self.breeder = Breeder(cfg, usable, parts_bin(self.seeds, self._has_llm), self.programs, self.book, self.ids["train"],
+        self.breeder = Breeder(cfg, usable, self._parts_bin(), self.programs, self.book, self.ids["train"],
                                self.screen_ids, self.population, search, st.parents, st.operators, self.novelty,
                                self._score_minibatch,
                                lambda purpose: self.ledger.fn(purpose) if self.ledger.available else None)
@@ -177,6 +177,10 @@ class Engine:
         self.behaviours: dict[Hashable, str] = {}  # screen behaviour -> first program
         self.stale = 0
         self.view.update(run_id=cfg.run_id, task=cfg.task, metric=cfg.metric, islands=[0] * cfg.islands)
+
+    def _parts_bin(self) -> dict[str, str]:
+        """What `structural` may borrow from (a method so a caller can narrow it: bench/search_ablation.py)."""
+        return parts_bin(self.seeds, self._has_llm)
 
     def _child_sandbox(self) -> Any:
         """The backend the operators smoke-test children in: the same kind as the evaluations' (the

@@ -175,6 +175,9 @@ def digest(result: EpisodeResult, metric: str, diagnoses: dict[str, dict[str, An
         "probes": len(result.probes),
         "write_ms_sum": sum(result.write_ms),
         "manage_ms_sum": sum(result.manage_ms),
+        # where the rest of wall_s went (mstar.evaluate.EpisodeResult); read_ms is per probe row
+        "open_ms": round(result.open_ms, 2), "close_ms": round(result.close_ms, 2),
+        "score_ms": round(result.score_ms, 2), "diag_read_ms": round(result.diag_read_ms, 2),
         "llm_cost": llm_cost,
         "llm_tokens": llm_tokens,
         "qa_errors": sum(1 for p in result.probes if getattr(p, "qa_error", None)),
