@@ -223,6 +223,7 @@ def _worker_toolkit(spec: WorkerSpec, call_id: str) -> Toolkit:
 
 def run_job(job: EvalJob, episode: Episode, spec: WorkerSpec, call_id: str) -> tuple[EpisodeResult, int]:
     """The body of one Ray task: evaluate one program on one episode in this worker's sandbox."""
+    _interruptible()
     try:
         res = evaluate_episode(_program(job), episode, _backend(spec), _worker_toolkit(spec, call_id), job.knobs,
                                spec.config, labels=dict(spec.labels))
@@ -230,6 +231,20 @@ def run_job(job: EvalJob, episode: Episode, spec: WorkerSpec, call_id: str) -> t
         _retire_worker()
         raise
     return res, os.getpid()
+
+
+def _interruptible() -> None:
+    """Make sure ``ray.cancel`` can interrupt this task. It simulates a SIGINT; if anything in the worker
+    set SIGINT to ``SIG_DFL``/``SIG_IGN`` from Python, CPython 3.11 calls that enum as a handler
+    ("TypeError: 'Handlers' object is not callable") and the task runs on, so the worker is never
+    retired. Python's own handler raises KeyboardInterrupt, which ``run_job`` turns into retirement."""
+    import signal
+    import threading
+
+    # Only the broken case: a callable handler (Python's, or Ray's own) is left as it is.
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) in (signal.SIG_DFL, signal.SIG_IGN):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _retire_worker() -> None:
