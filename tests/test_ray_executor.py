@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from evolve_helpers import JitterOperator, TinyTask
+from test_sandbox_support import descendants
 
 from mstar.broker import LLMReply
 from mstar.evaluate import EvalConfig
@@ -167,35 +168,17 @@ class Memory:
 '''
 
 
-def _parent(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])  # the command name may hold spaces and parentheses
-
-
-def _mine(pid: int) -> bool:
-    """Whether ``pid`` descends from this test process: the local Ray instance this module starts runs
-    its raylet (and so its workers) under it. Another Ray on the machine is not ours to kill."""
-    me = os.getpid()
-    while pid and pid > 1:
-        if pid == me:
-            return True
-        pid = _parent(pid) or 0
-    return False
-
-
 def _eval_workers() -> list[int]:
-    """PIDs of this test's Ray workers running an evaluation (Ray titles them after the task while it runs)."""
+    """PIDs of this test's Ray workers running an evaluation (Ray titles them after the task while it runs).
+    Only descendants of this test process: the local Ray instance this module starts runs its raylet (and
+    so its workers) under it; another Ray on the machine is not ours to kill."""
     out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if (d / "cmdline").read_bytes().startswith(b"ray::mstar_eval") and _mine(int(d.name)):
-                    out.append(int(d.name))
-            except OSError:
-                pass
+    for pid in descendants():
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::mstar_eval"):
+                out.append(pid)
+        except OSError:
+            pass
     return out
 
 
