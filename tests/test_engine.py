@@ -332,3 +332,25 @@ def test_the_operator_registry_is_one_mapping_of_names_to_factories(monkeypatch)
     monkeypatch.setitem(registry.OPERATORS, "broken", broken)
     with pytest.raises(UsageError, match="'broken' cannot be loaded: ImportError: no module named optuna_x"):
         registry.load_operator("broken")
+
+
+def test_each_seed_is_reported_as_soon_as_its_train_score_is_complete(tmp_path, monkeypatch):
+    """The seed phase of a large suite takes minutes: a seed's line is printed when its own train episodes
+    are done (before the next seed's evaluations), not after every seed, and not again on resume."""
+    logged: list[tuple[str, int]] = []
+    ticks: list[int] = []
+    view = View(live=False)
+    monkeypatch.setattr(view, "log", lambda line: logged.append((line, len(ticks))))
+    monkeypatch.setattr(view, "tick", lambda: ticks.append(1))
+    cfg = config("p", stops=StopConfig(generations=1))
+    run(tmp_path, cfg, view=view)
+    lines = [(line, n) for line, n in logged if line.startswith("seed ")]
+    assert [line.split()[1] for line, _ in lines] == SEEDS
+    n_train = len(TinyTask().episodes("train"))
+    # Printed right after the seed's last train evaluation (the inline executor runs seed after seed).
+    assert [n for _, n in lines] == [n_train, 2 * n_train, 3 * n_train]
+    assert [f"({i}/3 seeds" in line for i, (line, _) in enumerate(lines, 1)] == [True] * 3
+
+    logged.clear()
+    run(tmp_path, cfg.model_copy(update={"stops": StopConfig(generations=2)}), view=view)
+    assert not [line for line, _ in logged if line.startswith("seed ")]  # a resumed run is past its seed phase

@@ -84,6 +84,7 @@ class Engine:
         self.strategies = strategies or Strategies.from_config(config)
         self.stop_reason: str | None = None
         self.t0 = time.monotonic()
+        self._seeds_pending: dict[str, str] = {}  # seed id -> name, while its train score is incomplete
 
     # --- setup --------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -228,9 +229,21 @@ class Engine:
                 self.view.log(f"stopping: {r}; finishing what is in flight")
         return self.stop_reason
 
-    def _on_result(self, _jr: Any) -> None:
+    def _on_result(self, jr: Any) -> None:
         self.view.tick()
         self.view.update(evaluations=self.evaluations, **self._llm_use())
+        if jr.job.program_id in self._seeds_pending and jr.job.split == "train":
+            self._seed_progress(jr.job.program_id)
+
+    def _seed_progress(self, pid: str) -> None:
+        """A seed's line the moment its train score is complete: the seed phase of a large suite takes
+        minutes, and a run that printed nothing until every seed was scored looked hung."""
+        if not all(self.book.has(pid, "train", e) for e in self.ids["train"]):
+            return
+        name = self._seeds_pending.pop(pid)
+        done = len(self.seeds) - len(self._seeds_pending)
+        self.view.log(f"seed {name:<24} train {self.config.metric} {self._train(pid):.4f}  "
+                      f"({done}/{len(self.seeds)} seeds, {time.monotonic() - self.t0:.0f} s)")
 
     def _llm_use(self) -> dict[str, Any]:
         """Tokens and USD for the live view from the run's ledger table, which every writer shares (this
@@ -333,6 +346,12 @@ class Engine:
             if rec.id not in self.programs:
                 self.store.add_program(rec)
                 self.programs[rec.id] = rec
+        # Seeds scored in an earlier session of the run were shown then; the rest get a line as they finish.
+        fresh = self.store.get_state("generation_done") is None
+        self._seeds_pending = {r.id: r.name for r in self.seeds} if fresh else {}
+        for r in self.seeds:
+            if r.id in self._seeds_pending:
+                self._seed_progress(r.id)
         if not self.evaluator.ensure([self._target(r.id) for r in self.seeds], "train", self.ids["train"]):
             return False
         for rec in self.seeds:
@@ -344,8 +363,6 @@ class Engine:
             with self.store.tx():
                 self.store.event("seeds", {r.name: self._train(r.id) for r in self.seeds})
                 self.store.set_state("generation_done", 0)
-            for r in self.seeds:
-                self.view.log(f"seed {r.name:<24} train {self.config.metric} {self._train(r.id):.4f}")
         self._write_best("best on train so far")
         self._refresh_view(0)
         return True
