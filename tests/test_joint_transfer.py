@@ -159,6 +159,24 @@ def test_joint_run_records_its_suites_and_scores_each(joint_run):
             assert entry[split] == pytest.approx(sum(per) / 2)
 
 
+def test_the_report_scores_a_joint_run_as_the_run_does(joint_run):
+    """`mstar report` / the dashboard show the joint objective (mean of suite means) and each suite's own
+    score, the numbers `mstar evolve` printed; not the probes pooled across suites."""
+    from mstar.report.extract import extract
+
+    run, out = joint_run
+    data = extract(run)
+    by_name = {p["name"]: p for p in data["programs"] if p["operator"] == "seed"}
+    for seed, entry in out["seeds"].items():
+        p = by_name[seed]
+        for split in ("train", "val", "test"):
+            assert p["scores"][split] == pytest.approx(entry[split])
+            for suite in ("tiny", "synthetic"):
+                assert p["suite_scores"][split][suite] == pytest.approx(entry["suites"][suite][split])
+    rows = {r["name"]: r for r in data["final"]["rows"] if r["seed"]}
+    assert rows["bm25"]["suites"]["test"]["tiny"] == pytest.approx(out["seeds"]["bm25"]["suites"]["tiny"]["test"])
+
+
 def test_joint_scores_equal_mstar_eval_on_each_suite(joint_run):
     """The hand-computed objective: `mstar eval` of a seed on each suite's test split, then their mean."""
     _, out = joint_run

@@ -64,6 +64,8 @@ def test_report_page_loads_without_errors_or_requests_and_shows_every_program(ru
         assert seeds | {data["run"]["best_id"]} == set(table)
         assert page.locator(sel).count() == sum(len(v) for v in table.values())
     assert page.locator("#ops-table tr").count() >= 2
+    assert page.locator("#incidents-table tr").count() == len(data["incidents"]["rows"]) + (
+        1 if data["incidents"]["rows"] else 0)
     shot(tab, "report.png")
 
 
@@ -191,3 +193,40 @@ def test_report_of_a_run_still_being_written_says_it_is_a_snapshot(run_dir, brow
     assert "Snapshot of a run still in progress" in tab.page.inner_text("#banner")
     assert "final step has not run yet" in tab.page.inner_text("#rule")
     assert tab.errors == []
+
+
+def test_island_resets_and_failed_diagnoses_are_listed_with_the_runs_events(tmp_path, monkeypatch, browser):  # noqa: F811
+    """What the search did to its islands and what failed without stopping it are part of the review; a
+    failure repeated on every episode is counted whole and listed up to a cap."""
+    from evolve_helpers import JitterOperator, TinyTask
+
+    from mstar.evolve.core.config import EvolveConfig, StopConfig
+    from mstar.evolve.core.engine import Engine
+    from mstar.evolve.execution import cascade
+    from mstar.report import extract as ex
+
+    def broken(episode, result, budget):
+        raise RuntimeError("diagnosis bug")
+
+    monkeypatch.setattr(cascade, "diagnose", broken)
+    monkeypatch.setattr(ex, "INCIDENTS_SHOWN", 3)
+    cfg = EvolveConfig(run_id="inc", task="tiny", budget=20, seeds=["bm25", "bm25_neighbors", "recency"],
+                       operators={"jitter": 1.0}, children_per_gen=4, islands=2, island_size=5, migrate_every=5,
+                       island_reset_every=1, final_k=2, stops=StopConfig(generations=2))
+    Engine(cfg, tmp_path / "inc", operators={"jitter": JitterOperator()}, suite=TinyTask()).run()
+    inc = extract(tmp_path / "inc")["incidents"]
+    conn = sqlite3.connect(tmp_path / "inc" / "run.db")
+    stored = dict(conn.execute("SELECT kind, COUNT(*) FROM events GROUP BY kind").fetchall())
+    conn.close()
+    assert inc["counts"]["diagnosis_error"] == stored["diagnosis_error"] > 3
+    assert inc["counts"]["island_reset"] == stored["island_reset"] >= 1
+    rows = [r for r in inc["rows"] if r["kind"] == "diagnosis_error"]
+    assert len(rows) == 3 and all("RuntimeError: diagnosis bug" in r["text"] for r in rows)
+    reset = next(r for r in inc["rows"] if r["kind"] == "island_reset")
+    assert reset["generation"] in (1, 2) and "re-seeded with" in reset["text"]
+    out, data = write_report(tmp_path / "inc")
+    tab = open_tab(browser, out.as_uri())
+    assert tab.errors == []
+    assert tab.page.locator("#incidents-table tr").count() == len(inc["rows"]) + 1
+    text = tab.page.inner_text("#incidents")
+    assert f"{stored['diagnosis_error']} diagnosis error" in text and "the first" in text

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mstar.report.source import RunReadError, check_schema, load_config, read_only, run_status
+from mstar.tasks.joint import group_of
 
 SELECTION_RULES = {
     "1se": "of the best programs on train and every seed, all scored on val: among those within one standard "
@@ -73,6 +74,7 @@ def extract(run_dir: Path, cache: Cache | None = None) -> dict[str, Any]:
         "heatmap": _heatmap(data["cells"], programs, best_id),
         "operators": _operators(data, programs),
         "pareto": _pareto(programs),
+        "incidents": _incidents(data["events"]),
     }
 
 
@@ -160,7 +162,8 @@ def _read(c: sqlite3.Connection, metric: str, cache: Cache | None = None) -> dic
         diag_examples[pid] = cache.examples[pid]
     events = [{"id": r[0], "ts": r[1], "kind": r[2], "payload": _loads(r[3])}
               for r in c.execute("SELECT id, ts, kind, payload FROM events WHERE kind IN "
-                                 "('generation','seeds','session','best','final','migration') ORDER BY id")]
+                                 "('generation','seeds','session','best','final','migration','island_reset','diagnosis_error') "
+                                 "ORDER BY id")]
     proposals = [dict(zip(("generation", "slot", "island", "operator", "parents", "program", "outcome", "reason",
                            "screen", "train", "created"), r, strict=True))
                  for r in c.execute("SELECT generation, slot, island, operator, parents, program, outcome, reason, "
@@ -177,13 +180,21 @@ def _read(c: sqlite3.Connection, metric: str, cache: Cache | None = None) -> dic
 
 def _attach_scores(programs: list[dict[str, Any]], data: dict[str, Any], cfg: dict[str, Any]) -> None:
     agg: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0, 0, 0.0, 0.0, 0])
-    for pid, split, _ep, _cat, s, n, probes, tokens, lat in data["cells"]:
+    # A joint run is scored as the run scores it (mstar.tasks.joint): the mean over suites of each
+    # suite's mean, never the probes pooled (which would let the suite with more probes decide alone).
+    joint = len(cfg.get("suites") or []) > 1
+    per_suite: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
+    for pid, split, ep, _cat, s, n, probes, tokens, lat in data["cells"]:
         a = agg[(pid, split)]
         a[0] += s or 0.0
         a[1] += n
         a[2] += probes
         a[3] += tokens or 0
         a[4] += lat or 0.0
+        if joint:
+            g = per_suite[(pid, split)][group_of(ep)]
+            g[0] += s or 0.0
+            g[1] += n
     eps: dict[tuple[str, str], int] = defaultdict(int)
     failed: dict[str, list[str]] = defaultdict(list)
     wall: dict[str, float] = defaultdict(float)
@@ -195,11 +206,16 @@ def _attach_scores(programs: list[dict[str, Any]], data: dict[str, Any], cfg: di
     by_id = {p["id"]: p for p in programs}
     n_train = len(data["splits"].get("train", []))
     for p in programs:
-        p["scores"], p["episodes_done"] = {}, {}
+        p["scores"], p["episodes_done"], p["suite_scores"] = {}, {}, {}
         for split in ("train", "val", "test"):
             a = agg.get((p["id"], split))
             if a and a[1]:
                 p["scores"][split] = a[0] / a[1]
+            if joint and (p["id"], split) in per_suite:
+                suites = {k: v[0] / v[1] for k, v in sorted(per_suite[(p["id"], split)].items()) if v[1]}
+                p["suite_scores"][split] = suites
+                if suites:
+                    p["scores"][split] = sum(suites.values()) / len(suites)
             if a:
                 p["episodes_done"][split] = eps[(p["id"], split)]
         a = agg.get((p["id"], "train"))
@@ -279,7 +295,8 @@ def _final_table(final: dict[str, Any] | None, programs: list[dict[str, Any]], b
         if "val" in p["scores"] or "test" in p["scores"] or p["id"] == best_id:
             rows.append({"id": p["id"], "name": p["name"], "operator": p["operator"], "seed": p["operator"] == "seed",
                          "picked": p["id"] == best_id and final is not None, **{s: p["scores"].get(s)
-                                                                               for s in ("train", "val", "test")}})
+                                                                               for s in ("train", "val", "test")},
+                         "suites": p.get("suite_scores", {})})
     rows.sort(key=lambda r: (not r["picked"], r["seed"], -(r["val"] if r["val"] is not None else -1)))
     return {"done": final is not None, "rows": rows, "summary": final}
 
@@ -349,6 +366,31 @@ def _operators(data: dict[str, Any], programs: list[dict[str, Any]]) -> list[dic
                  "llm_calls": other["llm_calls"], "tokens": other["tokens"], "usd": round(other["usd"], 6),
                  "propose_s": 0.0, "eval_s": round(seeds_eval, 3)})
     return rows
+
+
+INCIDENTS_SHOWN = 50  # a broken diagnosis repeats on every episode: the page lists the first ones and counts the rest
+
+
+def _incidents(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the search did to its populations (migrations, island resets) and what went wrong without
+    stopping it (diagnosis failures), in order, with a count per kind."""
+    rows: list[dict[str, Any]] = []
+    counts: dict[str, int] = defaultdict(int)
+    for e in events:
+        kind, p = e["kind"], e["payload"] if isinstance(e["payload"], dict) else {}
+        if kind == "migration":
+            text = f"{p.get('program')} from island {p.get('from')} to island {p.get('to')}"
+        elif kind == "island_reset":
+            text = (f"island {p.get('island')} re-seeded with {', '.join(map(str, p.get('seeded_with') or []))}; "
+                    f"dropped {len(p.get('dropped') or [])} program(s)")
+        elif kind == "diagnosis_error":
+            text = f"{p.get('program')}: {str(p.get('error', ''))[:500]}"
+        else:
+            continue
+        counts[kind] += 1
+        if counts[kind] <= INCIDENTS_SHOWN:
+            rows.append({"kind": kind, "ts": e["ts"], "generation": p.get("generation"), "text": text})
+    return {"rows": rows, "counts": dict(counts)}
 
 
 def _pareto(programs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -33,6 +33,7 @@
     heatmaps();
     pareto(data);
     finalTable(data);
+    incidents(data);
     operators(data);
     if (M.selected && M.byId[M.selected]) detail(M.selected);
     M.renders += 1;
@@ -225,14 +226,30 @@
     $("rule").textContent = "Selection rule (--select " + data.run.select + "): " + data.run.selection_rule + "." +
       (f.done ? "" : " The final step has not run yet: the rows below are the programs scored on val or test so far.");
     if (!f.rows.length) { clear($("final"), el("div", { class: "empty", text: "No program has been scored on val or test yet." })); return; }
-    const t = el("table", { id: "final-table" }, el("tr", {}, ...["program", "operator", "train", "val", "test"].map((h) => el("th", { text: h }))));
+    // A joint run: the train/val/test columns are the mean over suites; each suite's own test score beside them.
+    const suites = [...new Set(f.rows.flatMap((r) => Object.keys((r.suites || {}).test || {})))].sort();
+    const heads = ["program", "operator", "train", "val", "test", ...suites.map((s) => "test: " + s)];
+    const t = el("table", { id: "final-table" }, el("tr", {}, ...heads.map((h) => el("th", { text: h }))));
     for (const r of f.rows) {
       const tr = el("tr", { class: r.picked ? "picked" : "" }, el("td", { text: (r.picked ? "★ pick: " : r.seed ? "seed " : "") + r.name + " (" + r.id + ")" }),
-        el("td", { text: r.operator }), el("td", { text: fmt(r.train) }), el("td", { text: fmt(r.val) }), el("td", { text: fmt(r.test) }));
+        el("td", { text: r.operator }), el("td", { text: fmt(r.train) }), el("td", { text: fmt(r.val) }), el("td", { text: fmt(r.test) }),
+        ...suites.map((s) => el("td", { text: fmt(((r.suites || {}).test || {})[s]) })));
       tr.style.cursor = "pointer"; tr.addEventListener("click", () => select(r.id));
       t.append(tr);
     }
     clear($("final"), t);
+  }
+
+  function incidents(data) {
+    const inc = data.incidents || { rows: [], counts: {} };
+    const kinds = Object.keys(inc.counts);
+    if (!kinds.length) { clear($("incidents"), el("div", { class: "empty", text: "No migration, island reset or failed diagnosis yet." })); return; }
+    const t = el("table", { id: "incidents-table" }, el("tr", {}, ...["generation", "event", "what"].map((h) => el("th", { text: h }))));
+    for (const r of inc.rows) t.append(el("tr", { class: r.kind === "diagnosis_error" ? "error" : "" },
+      el("td", { text: r.generation == null ? "" : String(r.generation) }), el("td", { text: r.kind.replace("_", " ") }), el("td", { text: r.text })));
+    const shown = inc.rows.length, total = kinds.reduce((a, k) => a + inc.counts[k], 0);
+    clear($("incidents"), el("p", { class: "hint", text: kinds.map((k) => inc.counts[k] + " " + k.replace("_", " ")).join(", ") +
+      (shown < total ? " (the first " + shown + " shown; every one is an event in run.db)" : "") }), t);
   }
 
   function operators(data) {
