@@ -168,3 +168,20 @@ def choose_per_suite(choose: Any, train_ids: list[str], group: Any, *args: Any) 
         screen += s
         minibatch += m
     return screen, minibatch
+
+
+def cap_train(episodes: list[Episode], limit: int | None, group: Any = None) -> list[Episode]:
+    """At most ``limit`` train episodes per suite (``--train-episodes``): a fixed subset, the same for
+    every run of the data and every ``--seed`` (a stable hash of the episode's id), so runs compare on
+    one objective; the file order is kept inside it. ``limit`` None: every episode."""
+    if not limit:
+        return list(episodes)
+    from mstar.tasks.longmemeval import hash_unit
+
+    keep: set[str] = set()
+    suites: dict[str, list[Episode]] = {}
+    for e in episodes:
+        suites.setdefault(group(e.id) if group else "", []).append(e)
+    for eps in suites.values():
+        keep.update(e.id for e in sorted(eps, key=lambda e: hash_unit(e.id, "train-episodes"))[:limit])
+    return [e for e in episodes if e.id in keep]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -269,3 +270,37 @@ def test_a_transfer_suite_without_a_test_split_is_scored_whole_and_says_so(tmp_p
     table = mstar("evolve", "--resume", str(tmp_path / "a"), "--generations", "2", "--quiet")
     assert table.returncode == 0, table.stderr
     assert "\u2192 longmemeval (all)" in table.stdout
+
+
+# --- --train-episodes: a fixed train subset per suite ------------------------------------------------------
+def test_cap_train_keeps_a_fixed_subset_per_suite_in_file_order():
+    from mstar.episodes import Episode
+    from mstar.tasks.joint import cap_train
+
+    eps = [Episode(id=f"{s}/{i}", events=[], probes=[]) for s in ("a", "b") for i in range(20)]
+    kept = cap_train(eps, 5, group_of)
+    assert [sum(group_of(e.id) == s for e in kept) for s in ("a", "b")] == [5, 5]
+    assert [e.id for e in kept] == [e.id for e in eps if e in kept]  # file order inside the subset
+    assert [e.id for e in cap_train(list(reversed(eps)), 5, group_of)] == [e.id for e in reversed(kept)]
+    assert {e.id for e in kept} != {f"{s}/{i}" for s in ("a", "b") for i in range(5)}  # not just the first ones
+    assert cap_train(eps, None, group_of) == eps and cap_train(eps, 100, group_of) == eps
+    assert len(cap_train(eps, 3)) == 3  # one suite: no group
+
+
+def test_train_episodes_limits_what_the_search_scores_and_nothing_else(tmp_path):
+    base = [*JOINT, "--generations", "1", "--runs-dir", str(tmp_path)]
+    r = mstar(*base, "--train-episodes", "2", "--run-id", "cap", "--json")
+    assert r.returncode == 0, r.stderr
+    full = mstar(*base, "--run-id", "full", "--json")
+    assert full.returncode == 0, full.stderr
+    c = sqlite3.connect(tmp_path / "cap" / "run.db")
+    eps = {split: {e for (e,) in c.execute("SELECT DISTINCT episode FROM evaluations WHERE split=?", (split,))}
+           for split in ("train", "val", "test")}
+    c.close()
+    assert sorted(group_of(e) for e in eps["train"]) == ["synthetic", "synthetic", "tiny", "tiny"]
+    cap, whole = json.loads(r.stdout), json.loads(full.stdout)
+    assert cap["seeds"]["bm25"]["test"] == pytest.approx(whole["seeds"]["bm25"]["test"])  # val/test untouched
+    assert cap["seeds"]["bm25"]["val"] == pytest.approx(whole["seeds"]["bm25"]["val"])
+    assert json.loads((tmp_path / "cap" / "config.json").read_text())["train_episodes"] == 2
+    again = mstar("evolve", "--resume", str(tmp_path / "cap"), "--generations", "2", "--train-episodes", "3")
+    assert again.returncode == 2 and "--train-episodes" in again.stderr

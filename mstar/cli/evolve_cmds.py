@@ -77,6 +77,7 @@ def evolve_cmd(
     migrate_every: Annotated[int, typer.Option("--migrate-every", min=1, help="Migrate each island's best every N generations.")] = 3,
     operators: Annotated[str | None, typer.Option("--operators", help="Operator mix, e.g. structural=0.6,tune=0.4.")] = None,
     op_opt: Annotated[list[str] | None, typer.Option("--op-opt", help="Operator option KEY=VALUE (repeatable), e.g. trials=20.")] = None,
+    train_episodes: Annotated[int | None, typer.Option("--train-episodes", min=1, help="The search scores programs on at most N train episodes per suite (a fixed subset, the same for every run); val and test are untouched. For a suite too large to score every child on (e.g. LongMemEval's 144 haystacks).")] = None,
     screen: Annotated[int, typer.Option("--screen-episodes", min=1, help="Train episodes of the cascade's screen (per suite with several --task).")] = 1,
     minibatch: Annotated[int, typer.Option("--minibatch-episodes", min=1, help="Train episodes `tune` scores trials on (per suite with several --task).")] = 1,
     margin: Annotated[float, typer.Option("--cascade-margin", min=0, help="A child within this of its parent on the screen gets the full train evaluation.")] = 0.02,
@@ -150,6 +151,9 @@ def evolve_cmd(
                              "(a replay under other policies would not be the same run)")
         # After the flag-specific refusals above, so a refused policy or cap is named even when the
         # command line also repeats the run's --task.
+        if train_episodes is not None:
+            raise UsageError("--train-episodes: a resumed run keeps the train episodes it searches on (its "
+                             "config.json); scores on another subset would not compare")
         if task or data or task_opt or transfer:
             raise UsageError("--resume: a resumed run keeps its suites (--task, --data, --task-opt, --transfer "
                              "are in its config.json)")
@@ -185,7 +189,7 @@ def evolve_cmd(
                 seed=seed, islands=islands, island_size=island_size, children_per_gen=children,
                 migrate_every=migrate_every, operators=parse_mix(operators, with_llm=bool(model)),
                 operator_options=parse_pairs(op_opt, "--op-opt"), screen_episodes=screen,
-                minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, select=select, sandbox=sandbox,
+                train_episodes=train_episodes, minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, select=select, sandbox=sandbox,
                 executor=executor, workers=workers, ray_address=ray_address, model=model, api_base=api_base,
                 **({"infra_wait_s": infra_wait} if infra_wait is not None else {}),
                 embedder=embedder or "auto", stops=StopConfig(**stops, **extra_stops), llm=limits, **policies)

@@ -82,6 +82,9 @@ class EvolveConfig(BaseModel):
     island_reset_every: int | None = Field(None, ge=0)
     operators: dict[str, float] = Field(default_factory=lambda: dict(OFFLINE_MIX))
     operator_options: dict[str, Any] = Field(default_factory=dict)
+    # The search sees at most this many train episodes per suite (a fixed subset: tasks/joint.cap_train);
+    # val and test are untouched. For suites whose train split is too large to score each child on.
+    train_episodes: int | None = Field(None, ge=1)
     screen_episodes: int = Field(1, ge=1)
     minibatch_episodes: int = Field(1, ge=1)
     cascade_margin: float = Field(0.02, ge=0)

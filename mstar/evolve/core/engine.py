@@ -52,7 +52,7 @@ from mstar.evolve.strategies.population import Population
 from mstar.faults import FaultPause
 from mstar.harness.loader import load_program
 from mstar.scoring.aggregate import LLM_METRICS
-from mstar.tasks.joint import choose_per_suite
+from mstar.tasks.joint import cap_train, choose_per_suite
 from mstar.toolkit import Toolkit
 
 # Missed probes are read again at 4x the budget to tell "cut by the budget" from "not retrieved".
@@ -95,6 +95,7 @@ class Engine:
 
             self._suite = build_suite(cfg.task, cfg.data, cfg.task_opts, cfg.suites)
         self.splits = {s: self._suite.episodes(s) for s in ("train", "val", "test")}
+        self.splits["train"] = cap_train(self.splits["train"], cfg.train_episodes, getattr(self._suite, "group_of", None))
         if not self.splits["train"]:
             raise UsageError(f"--task {cfg.task}: the train split is empty; evolution needs train episodes")
         self.transfer = load_transfer(cfg.transfer, trained_specs(cfg))  # {task: (split used, episodes)}
