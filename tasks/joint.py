@@ -155,16 +155,17 @@ def joint_weights(values: dict[str, float], group: Any) -> dict[str, float]:
     return {k: v * n / (g * counts[group(k)]) for k, v in values.items()}
 
 
-def choose_per_suite(choose: Any, train_ids: list[str], group: Any, *args: Any) -> tuple[list[str], list[str]]:
+def choose_per_suite(choose: Any, train_ids: list[str], group: Any, *args: Any,
+                     **kwargs: Any) -> tuple[list[str], list[str]]:
     """The cascade's screen and the tuning minibatch (``choose(ids, *args)``) drawn in each suite of a
     joint run, so that both measure every suite (``--screen-episodes N``: N per suite); ``group`` None
     (one suite): ``choose`` itself, unchanged."""
     if group is None:
-        return choose(train_ids, *args)
+        return choose(train_ids, *args, **kwargs)
     screen: list[str] = []
     minibatch: list[str] = []
     for label in dict.fromkeys(group(e) for e in train_ids):
-        s, m = choose([e for e in train_ids if group(e) == label], *args)
+        s, m = choose([e for e in train_ids if group(e) == label], *args, **kwargs)
         screen += s
         minibatch += m
     return screen, minibatch

@@ -108,6 +108,26 @@ def test_the_screen_and_the_minibatch_measure_every_suite():
     assert choose_per_suite(choose_episodes, ids, None, 0, 2, 3) == choose_episodes(ids, 0, 2, 3)
 
 
+def test_screen_and_minibatch_grow_per_suite_until_they_hold_enough_probes():
+    """A suite of one-question episodes gets as many episodes as the probe floor needs; a suite whose one
+    episode already holds them keeps its one; the sets stay disjoint and fit inside train."""
+    from mstar.evolve.execution.cascade import choose_episodes
+
+    ids = [f"conv/c{i}" for i in range(5)] + [f"qa/q{i}" for i in range(60)]
+    probes = {e: (200 if group_of(e) == "conv" else 1) for e in ids}
+    screen, mb = choose_per_suite(choose_episodes, ids, group_of, 0, 1, 1, probes=probes, screen_probes=8,
+                                  minibatch_probes=20)
+    assert [group_of(e) for e in screen].count("conv") == 1 and [group_of(e) for e in screen].count("qa") == 8
+    assert [group_of(e) for e in mb].count("conv") == 1 and [group_of(e) for e in mb].count("qa") == 20
+    assert not set(screen) & set(mb)
+    # Without a floor: the episode counts, as before.
+    assert choose_per_suite(choose_episodes, ids, group_of, 0, 1, 1, probes=probes) == \
+        choose_per_suite(choose_episodes, ids, group_of, 0, 1, 1)
+    # A floor larger than the suite: everything that is left, never more.
+    _, mb = choose_per_suite(choose_episodes, ids, group_of, 0, 1, 1, probes=probes, minibatch_probes=500)
+    assert [group_of(e) for e in mb].count("qa") == 59
+
+
 def test_a_namespaced_episode_reads_in_the_same_order_with_the_same_aliases():
     """So an order-sensitive harness scores in a joint run (or a transfer) what `mstar eval` gives it."""
     from mstar.tasks.synthetic import SyntheticTask

@@ -80,6 +80,8 @@ def evolve_cmd(
     train_episodes: Annotated[int | None, typer.Option("--train-episodes", min=1, help="The search scores programs on at most N train episodes per suite (a fixed subset, the same for every run); val and test are untouched. For a suite too large to score every child on (e.g. LongMemEval's 144 haystacks).")] = None,
     screen: Annotated[int, typer.Option("--screen-episodes", min=1, help="Train episodes of the cascade's screen (per suite with several --task).")] = 1,
     minibatch: Annotated[int, typer.Option("--minibatch-episodes", min=1, help="Train episodes `tune` scores trials on (per suite with several --task).")] = 1,
+    screen_probes: Annotated[int | None, typer.Option("--screen-probes", min=1, help="Grow the screen (per suite) past --screen-episodes until it holds N probes (a suite with one question per episode, like LongMemEval, needs many).")] = None,
+    minibatch_probes: Annotated[int | None, typer.Option("--minibatch-probes", min=1, help="Grow tune's minibatch (per suite) past --minibatch-episodes until it holds N probes.")] = None,
     margin: Annotated[float, typer.Option("--cascade-margin", min=0, help="A child within this of its parent on the screen gets the full train evaluation.")] = 0.02,
     final_k: Annotated[int, typer.Option("--final-k", min=1, help="Top programs on train scored on val at the end.")] = 3,
     select: Annotated[str, typer.Option("--select", help="The run's result: 1se = best on train among the programs within one standard error of the best on val; val = best on val, strictly.")] = "1se",
@@ -189,7 +191,8 @@ def evolve_cmd(
                 seed=seed, islands=islands, island_size=island_size, children_per_gen=children,
                 migrate_every=migrate_every, operators=parse_mix(operators, with_llm=bool(model)),
                 operator_options=parse_pairs(op_opt, "--op-opt"), screen_episodes=screen,
-                train_episodes=train_episodes, minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, select=select, sandbox=sandbox,
+                train_episodes=train_episodes, screen_probes=screen_probes, minibatch_probes=minibatch_probes,
+                minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, select=select, sandbox=sandbox,
                 executor=executor, workers=workers, ray_address=ray_address, model=model, api_base=api_base,
                 **({"infra_wait_s": infra_wait} if infra_wait is not None else {}),
                 embedder=embedder or "auto", stops=StopConfig(**stops, **extra_stops), llm=limits, **policies)

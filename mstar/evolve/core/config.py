@@ -87,6 +87,10 @@ class EvolveConfig(BaseModel):
     train_episodes: int | None = Field(None, ge=1)
     screen_episodes: int = Field(1, ge=1)
     minibatch_episodes: int = Field(1, ge=1)
+    # Grow the screen / the minibatch (per suite) past their episode counts until they hold this many
+    # probes: one LongMemEval question per episode tells a trial almost nothing (cascade.choose_episodes).
+    screen_probes: int | None = Field(None, ge=1)
+    minibatch_probes: int | None = Field(None, ge=1)
     cascade_margin: float = Field(0.02, ge=0)
     # Code Jaccard at or above which a child with the same knob values is a near-duplicate. High on
     # purpose: a one-token edit of a ~1,200-token seed scores ~0.992 and can matter (`>` to `>=`);

@@ -137,7 +137,10 @@ class Engine:
         attach(self, episodes)  # the --transfer suites' episodes, scored in the final step
         self.screen_ids, self.minibatch_ids = choose_per_suite(choose_episodes, self.ids["train"],  # joint: per suite
                                                                getattr(self._suite, "group_of", None), cfg.seed,
-                                                               cfg.screen_episodes, cfg.minibatch_episodes)
+                                                               cfg.screen_episodes, cfg.minibatch_episodes,
+                                                               probes={e.id: len(e.probes) for e in self.splits["train"]},
+                                                               screen_probes=cfg.screen_probes,
+                                                               minibatch_probes=cfg.minibatch_probes)
         self.ledger = Ledger(self.store, backend, cfg.model or "", cfg.stops.budget_usd, cfg.stops.budget_tokens,
                              cfg.llm, cfg.run_id)
         embedder = default_embedder(prefer=cfg.embedder)  # the Ray executor rebuilds it by name in each worker

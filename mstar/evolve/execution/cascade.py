@@ -173,16 +173,34 @@ def passes_screen(child_screen: float, parent_screens: list[float], margin: floa
     return child_screen >= max(parent_screens, default=0.0) - margin - 1e-12
 
 
-def choose_episodes(train_ids: list[str], seed: int, screen: int, minibatch: int) -> tuple[list[str], list[str]]:
+def choose_episodes(train_ids: list[str], seed: int, screen: int, minibatch: int,
+                    probes: dict[str, int] | None = None, screen_probes: int | None = None,
+                    minibatch_probes: int | None = None) -> tuple[list[str], list[str]]:
     """A fixed screen and a fixed tuning minibatch from ``train``, disjoint while train is big enough
-    (tuning on the screen would let every tuned child pass its own exam)."""
+    (tuning on the screen would let every tuned child pass its own exam).
+
+    ``screen_probes`` / ``minibatch_probes`` (with ``probes``: each episode's probe count) grow a set past
+    its episode count until it holds that many probes: a suite with one question per episode
+    (LongMemEval) says almost nothing about a program on one or two episodes."""
     import random
 
     order = list(train_ids)
     random.Random(f"{seed}:episodes").shuffle(order)
-    screen_ids = order[: max(1, min(screen, len(order)))]
-    rest = order[len(screen_ids):] or order
-    mb = rest[: max(1, min(minibatch, len(rest)))]
+    n_screen = _grow(order, max(1, min(screen, len(order))), probes, screen_probes)
+    screen_ids = order[:n_screen]
+    rest = order[n_screen:] or order
+    mb = rest[:_grow(rest, max(1, min(minibatch, len(rest))), probes, minibatch_probes)]
     # Keep the train order inside each set: results do not depend on it, but logs read better.
     pos = {e: i for i, e in enumerate(train_ids)}
     return sorted(screen_ids, key=pos.get), sorted(mb, key=pos.get)
+
+
+def _grow(order: list[str], n: int, probes: dict[str, int] | None, at_least: int | None) -> int:
+    """How many of ``order``'s first episodes to take: ``n``, or more until they hold ``at_least`` probes."""
+    if not at_least or probes is None:
+        return n
+    held = sum(probes.get(e, 0) for e in order[:n])
+    while n < len(order) and held < at_least:
+        held += probes.get(order[n], 0)
+        n += 1
+    return n
