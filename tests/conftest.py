@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Runs made by the tests score their seeds afresh: a test that stops or kills a run inside its seed phase
+# must find work there. The seed cache itself is tested with it switched back on (test_result_cache.py).
+os.environ["MSTAR_NO_CACHE"] = "1"
 
 
 def _locomo_path() -> Path | None:

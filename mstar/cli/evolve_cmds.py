@@ -80,6 +80,7 @@ def evolve_cmd(
     train_episodes: Annotated[int | None, typer.Option("--train-episodes", min=1, help="The search scores programs on at most N train episodes per suite (a fixed subset, the same for every run); val and test are untouched. For a suite too large to score every child on (e.g. LongMemEval's 144 haystacks).")] = None,
     screen: Annotated[int, typer.Option("--screen-episodes", min=1, help="Train episodes of the cascade's screen (per suite with several --task).")] = 1,
     minibatch: Annotated[int, typer.Option("--minibatch-episodes", min=1, help="Train episodes `tune` scores trials on (per suite with several --task).")] = 1,
+    seed_cache: Annotated[bool | None, typer.Option("--seed-cache/--no-seed-cache", help="Reuse the seeds' results of earlier runs in the same --runs-dir (<runs-dir>/.cache; default: on, off with --model).")] = None,
     screen_probes: Annotated[int | None, typer.Option("--screen-probes", min=1, help="Grow the screen (per suite) past --screen-episodes until it holds N probes (a suite with one question per episode, like LongMemEval, needs many).")] = None,
     minibatch_probes: Annotated[int | None, typer.Option("--minibatch-probes", min=1, help="Grow tune's minibatch (per suite) past --minibatch-episodes until it holds N probes.")] = None,
     margin: Annotated[float, typer.Option("--cascade-margin", min=0, help="A child within this of its parent on the screen gets the full train evaluation.")] = 0.02,
@@ -170,7 +171,8 @@ def evolve_cmd(
             config.save(resume)
         # Where to run is not what to search: a resumed run may use other workers or another cluster.
         config = config.model_copy(update={k: v for k, v in {"workers": workers, "ray_address": ray_address,
-                                                             "infra_wait_s": infra_wait}.items() if v is not None})
+                                                             "infra_wait_s": infra_wait,
+                                                             "seed_cache": seed_cache}.items() if v is not None})
         run_dir = resume
     else:
         resuming = ""
@@ -195,7 +197,7 @@ def evolve_cmd(
                 minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, select=select, sandbox=sandbox,
                 executor=executor, workers=workers, ray_address=ray_address, model=model, api_base=api_base,
                 **({"infra_wait_s": infra_wait} if infra_wait is not None else {}),
-                embedder=embedder or "auto", stops=StopConfig(**stops, **extra_stops), llm=limits, **policies)
+                embedder=embedder or "auto", seed_cache=seed_cache is not False, stops=StopConfig(**stops, **extra_stops), llm=limits, **policies)
         except ValidationError as e:
             err = e.errors()[0]
             flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"

@@ -127,6 +127,8 @@ class EvolveConfig(BaseModel):
     # The evidence-recall rule this run is scored with (mstar.scoring.METRIC_VERSION); runs saved before the
     # field existed were scored with version 1.
     metric_version: int = METRIC_VERSION
+    # Reuse the seeds' results of earlier runs in the same runs directory (mstar/evolve/store/result_cache.py).
+    seed_cache: bool = True
     stops: StopConfig = Field(default_factory=StopConfig)
     created: float = Field(default_factory=time.time)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import time
 from collections.abc import Hashable
 from pathlib import Path
@@ -165,6 +166,7 @@ class Engine:
         self.evaluator = Evaluator(self.store, self.book, self._executor, episodes, cfg.budget, self._should_stop,
                                    on_result=self._on_result, on_diagnosis_error=self._diagnosis_failed)
         self.evaluator.abortable = self.stopper.abortable
+        self._seed_cache(cfg)
         self.stopper.can_abort = lambda: self.store._depth == 0  # never inside a store transaction
         st = self.strategies
         self.population = Population(cfg.islands, cfg.island_size, prefer_shorter=cfg.prefer_shorter)
@@ -182,6 +184,24 @@ class Engine:
         self.behaviours: dict[Hashable, str] = {}  # screen behaviour -> first program
         self.stale = 0
         self.view.update(run_id=cfg.run_id, task=cfg.task, metric=cfg.metric, islands=[0] * cfg.islands)
+
+    def _seed_cache(self, cfg: EvolveConfig) -> None:
+        """Seed results kept across the runs of one runs directory (store/result_cache.py); never with a
+        model (its replies are not a function of the episode)."""
+        if not cfg.seed_cache or self._has_llm or os.environ.get("MSTAR_NO_CACHE", "") not in ("", "0"):
+            return
+        import mstar
+        from mstar.evolve.store.result_cache import ResultCache, context_digest
+
+        context = context_digest(eval=self._eval_config().model_dump(), embedder=cfg.embedder, sandbox=cfg.sandbox,
+                                 metric_version=cfg.metric_version, mstar=mstar.__version__)
+        try:
+            self.evaluator.cache = ResultCache(self.run_dir.parent / ".cache" / "seed_results.db", context)
+        except sqlite3.Error as e:  # an unusable cache costs the reuse, never the run
+            self.view.log(f"seed cache unavailable ({e}); seeds are scored afresh")
+            return
+        seed_ids = frozenset(r.id for r in self.seeds)
+        self.evaluator.cacheable = seed_ids.__contains__
 
     def _parts_bin(self) -> dict[str, str]:
         """What `structural` may borrow from (a method so a caller can narrow it: bench/search_ablation.py)."""
@@ -341,6 +361,11 @@ class Engine:
             if close is not None:
                 close()
             self.store.set_state("wall_s", self.store.get_state("wall_s", 0.0) + (time.monotonic() - self.t0))
+            if self.evaluator.cache is not None:
+                if self.evaluator.cache.hits:
+                    self.view.log(f"seed cache: {self.evaluator.cache.hits} seed evaluations reused from earlier runs "
+                                  f"({self.evaluator.cache.path})")
+                self.evaluator.cache.close()
             self.store.close()
             self._lock.close()
 

@@ -63,6 +63,9 @@ class Evaluator:
         self.abandoned = 0  # evaluations dropped by a stop past its grace (redone on resume)
         # The engine sets this to its Stopper's: where the main thread may be interrupted by a stop.
         self.abortable: Callable[[], Any] = contextlib.nullcontext
+        # Seed results kept across runs (store/result_cache.py): the engine sets both when the run uses it.
+        self.cache: Any = None
+        self.cacheable: Callable[[str], bool] = lambda _pid: False
 
     def ensure(self, targets: list[Target], split: str, episode_ids: list[str], stoppable: bool = True,
                until: Callable[[], str | None] | None = None) -> bool:
@@ -76,8 +79,13 @@ class Evaluator:
             return True
         if should_stop():
             return False
+        jobs, done = self._from_cache(jobs, should_stop)
+        if jobs is None:
+            return False
+        total = done + len(jobs)
+        if not jobs:
+            return True
         it = self.executor.map(jobs)
-        done = 0
         try:
             while True:
                 with self.abortable():  # a stop past its grace may abandon what is in flight here only
@@ -86,10 +94,10 @@ class Evaluator:
                     break
                 self._record(jr)
                 done += 1
-                if done < len(jobs) and should_stop():
+                if done < total and should_stop():
                     return False
         except StopNow:
-            self.abandoned += len(jobs) - done
+            self.abandoned += total - done
             should_stop()  # records the stop's reason with the engine
             return False
         except BudgetExceeded as e:
@@ -104,8 +112,27 @@ class Evaluator:
                 close()
         return True
 
-    def _record(self, jr: JobResult) -> None:
+    def _from_cache(self, jobs: list[EvalJob], should_stop: Callable[[], str | None]) -> tuple[list[EvalJob] | None, int]:
+        """Record the jobs whose result the seed cache holds, as if just evaluated; returns the rest (None
+        when a stop came first) and how many were recorded."""
+        if self.cache is None:
+            return jobs, 0
+        rest, done = [], 0
+        for job in jobs:
+            res = self.cache.get(job.program_id, self.episodes[job.episode_id]) if self.cacheable(job.program_id) else None
+            if res is None:
+                rest.append(job)
+                continue
+            self._record(JobResult(job, res), cached=True)
+            done += 1
+            if should_stop():
+                return None, done
+        return rest, done
+
+    def _record(self, jr: JobResult, cached: bool = False) -> None:
         job, res = jr.job, jr.result
+        if not cached and self.cache is not None and self.cacheable(job.program_id):
+            self.cache.put(job.program_id, self.episodes[job.episode_id], res)
         diags = self._diagnose(job, res) if res.failure is None else {}
         agg, summary, rows = digest(res, self.book.metric, diags, jr.llm_cost, jr.llm_tokens)
         self.store.add_episode(job.program_id, job.split, job.episode_id, summary, rows, jr.llm_cost,
