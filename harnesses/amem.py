@@ -186,7 +186,9 @@ def bm25_top(idx, q, k, k1=1.5, b=0.75, ties="bm25s"):
 
 # --- index: link new notes to related older ones (incremental), then BM25 over the notes ---------
 def note_keywords(record):
-    return set(record.get("keywords") or terms(record["text"]))
+    # Unique, in text order: a set's order follows the hash seed, and with it the float sums of the link
+    # weights and the order of equal links (one run would not repeat another).
+    return list(dict.fromkeys(record.get("keywords") or terms(record["text"])))
 
 
 def note_terms(record):

@@ -402,7 +402,7 @@ def prf_terms(scores, q, records, idx, knobs):
     top = [i for i in np.argsort(-scores, kind="stable")[: knobs["prf_docs"]] if scores[i] > 0]
     n, seen, weight = idx["n"], set(q), Counter()
     for i in top:
-        for t in set(words(records[i]["text"], knobs)):
+        for t in dict.fromkeys(words(records[i]["text"], knobs)):  # not a set: its order follows the hash seed
             p = idx["post"].get(t)
             if t not in seen and p is not None and len(p[0]) > 1:
                 weight[t] += math.log(1 + (n - len(p[0]) + 0.5) / (len(p[0]) + 0.5)) * scores[i] / scores[top[0]]

@@ -165,9 +165,11 @@ def bm25_top(idx, q, k, k1=1.5, b=0.75, ties="bm25s"):
 # --- index: session summaries (extractive or from the LLM) and two BM25 indexes -------------------
 def extractive_summary(members, records, idf, knobs):
     """The session's most salient turns (in order) and its top keywords."""
-    tf = Counter(w for i in members for w in set(terms(records[i]["text"])))
+    # dict.fromkeys, not set: a set's order changes with the interpreter's hash seed, and with it the
+    # float sums and the order of equal keywords (one run would not repeat another).
+    tf = Counter(w for i in members for w in dict.fromkeys(terms(records[i]["text"])))
     def salience(i):
-        return sum(tf[w] * idf.get(w, 0.0) for w in set(terms(records[i]["text"])))
+        return sum(tf[w] * idf.get(w, 0.0) for w in dict.fromkeys(terms(records[i]["text"])))
     chosen = sorted(sorted(members, key=salience, reverse=True)[:knobs["summary_turns"]])
     keywords = [w for w, _ in sorted(tf.items(), key=lambda kv: -kv[1] * idf.get(kv[0], 0.0))]
     return chosen, keywords[:knobs["session_keywords"]]
