@@ -118,3 +118,12 @@ def test_an_episode_changed_in_its_content_is_a_miss(tmp_path):
     db.commit()
     db.close()
     assert ResultCache(tmp_path / "c.db", "ctx").get("prog", ep) is None
+
+
+def test_a_cache_file_that_is_not_a_database_costs_the_reuse_not_the_run(tmp_path, cache_on):
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / ".cache" / "seed_results.db").write_bytes(b"this is not an SQLite file" * 100)
+    out = _run(tmp_path, "a")
+    assert out["best"]["train"] is not None
+    again = _run(tmp_path, "b")
+    assert again["best"] == out["best"]

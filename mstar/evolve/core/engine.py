@@ -197,7 +197,7 @@ class Engine:
                                  metric_version=cfg.metric_version, mstar=mstar.__version__)
         try:
             self.evaluator.cache = ResultCache(self.run_dir.parent / ".cache" / "seed_results.db", context)
-        except sqlite3.Error as e:  # an unusable cache costs the reuse, never the run
+        except (sqlite3.Error, OSError) as e:  # an unusable cache costs the reuse, never the run
             self.view.log(f"seed cache unavailable ({e}); seeds are scored afresh")
             return
         seed_ids = frozenset(r.id for r in self.seeds)

@@ -76,7 +76,10 @@ class ResultCache:
         return hashlib.sha256(f"{program_id}\x00{d}\x00{self.context}".encode()).hexdigest()
 
     def get(self, program_id: str, episode: Episode) -> EpisodeResult | None:
-        row = self._db.execute("SELECT result FROM results WHERE key=?", (self._key(program_id, episode),)).fetchone()
+        try:
+            row = self._db.execute("SELECT result FROM results WHERE key=?", (self._key(program_id, episode),)).fetchone()
+        except sqlite3.Error:
+            return None  # a locked or damaged cache is a miss
         if row is None:
             return None
         try:
@@ -95,8 +98,8 @@ class ResultCache:
         try:
             self._db.execute("INSERT OR REPLACE INTO results(key, result, created) VALUES (?, ?, ?)",
                              (self._key(program_id, episode), blob, time.time()))
-        except sqlite3.OperationalError:
-            pass  # a locked or full cache costs a re-evaluation next time, never this run
+        except sqlite3.Error:
+            pass  # a locked, full or damaged cache costs a re-evaluation next time, never this run
 
     def close(self) -> None:
         self._db.close()
