@@ -324,3 +324,16 @@ def test_train_episodes_limits_what_the_search_scores_and_nothing_else(tmp_path)
     assert json.loads((tmp_path / "cap" / "config.json").read_text())["train_episodes"] == 2
     again = mstar("evolve", "--resume", str(tmp_path / "cap"), "--generations", "2", "--train-episodes", "3")
     assert again.returncode == 2 and "--train-episodes" in again.stderr
+
+
+def test_a_joint_run_names_the_probe_floors_when_a_suite_is_thin_on_the_screen(tmp_path):
+    lme = ["--task", "longmemeval", "--data", str(LME_SMALL)]
+    base = ["evolve", "--task", "tiny", "--data", "-", *lme, "--budget", "64", "--seeds", "bm25", "--operators", "jitter=1",
+            "--children-per-gen", "1", "--generations", "1", "--executor", "inline", "--sandbox", "inline",
+            "--embedder", "hashing", "--runs-dir", str(tmp_path), "--final-minutes", "1"]
+    r = mstar(*base, "--run-id", "thin")
+    assert r.returncode == 0, r.stderr
+    assert "--minibatch-probes N" in r.stderr and "probe(s) of longmemeval" in r.stderr
+    floors = mstar(*base, "--run-id", "floors", "--screen-probes", "2", "--minibatch-probes", "2")
+    assert floors.returncode == 0, floors.stderr
+    assert "probe(s) of" not in floors.stderr

@@ -142,6 +142,7 @@ class Engine:
                                                                probes={e.id: len(e.probes) for e in self.splits["train"]},
                                                                screen_probes=cfg.screen_probes,
                                                                minibatch_probes=cfg.minibatch_probes)
+        self._hint_thin_sets(cfg)
         self.ledger = Ledger(self.store, backend, cfg.model or "", cfg.stops.budget_usd, cfg.stops.budget_tokens,
                              cfg.llm, cfg.run_id)
         embedder = default_embedder(prefer=cfg.embedder)  # the Ray executor rebuilds it by name in each worker
@@ -184,6 +185,23 @@ class Engine:
         self.behaviours: dict[Hashable, str] = {}  # screen behaviour -> first program
         self.stale = 0
         self.view.update(run_id=cfg.run_id, task=cfg.task, metric=cfg.metric, islands=[0] * cfg.islands)
+
+    THIN = 10  # fewer probes than this in a suite's screen or minibatch: the log suggests the probe floors
+
+    def _hint_thin_sets(self, cfg: EvolveConfig) -> None:
+        """Say when a suite's screen or tune minibatch holds too few probes to tell programs apart (one
+        LongMemEval question per episode): the probe floors are opt-in, so the run names them."""
+        group = getattr(self._suite, "group_of", None) or (lambda _e: cfg.task)
+        probes = {e.id: len(e.probes) for e in self.splits["train"]}
+        for what, ids, flag, given in (("screen", self.screen_ids, "--screen-probes", cfg.screen_probes),
+                                       ("tune minibatch", self.minibatch_ids, "--minibatch-probes", cfg.minibatch_probes)):
+            held: dict[str, int] = {}
+            for e in ids:
+                held[group(e)] = held.get(group(e), 0) + probes.get(e, 0)
+            thin = {k: n for k, n in held.items() if n < self.THIN}
+            if thin and given is None and len(self.ids["train"]) > len(ids):
+                self.view.log(f"the {what} holds {', '.join(f'{n} probe(s) of {k}' for k, n in thin.items())}: too few "
+                              f"to tell programs apart there; {flag} N grows it to N probes per suite (docs/EVOLVE.md)")
 
     def _seed_cache(self, cfg: EvolveConfig) -> None:
         """Seed results kept across the runs of one runs directory (store/result_cache.py); never with a
