@@ -100,3 +100,40 @@ def test_bad_inputs_fail_with_a_reason():
     ctx = OperatorContext(rng=random.Random(0), seeds={}, score_minibatch=lambda s, k: 0.0, options={"trials": "many"})
     with pytest.raises(OperatorFailed, match="trials='many'"):
         TuneOperator().propose([ParentView(id="p", name="x", source=FORGETFUL)], ctx)
+
+
+def test_local_mode_climbs_from_the_parent_one_to_three_knobs_a_trial(scorer):
+    ctx = OperatorContext(rng=random.Random(1), seeds={}, score_minibatch=scorer,
+                          options={"trials": 12, "tune_mode": "local"})
+    child = TuneOperator().propose([ParentView(id="p", name="forgetful", source=FORGETFUL)], ctx)
+    assert scorer.calls[0]["window"] == 1  # the parent first
+    # Every trial is one to three knobs away from the parent or from a better trial before it.
+    for i, trial in enumerate(scorer.calls[1:], 1):
+        assert any(1 <= sum(trial[k] != prev[k] for k in trial) <= 3 for prev in scorer.calls[:i])
+    assert child.knobs is not None and child.knobs["window"] > 1
+    assert scorer(child.source, child.knobs) > scorer(FORGETFUL, {"window": 1, "show_time": True, "fill": "stop"})
+
+
+def test_local_step_moves_few_knobs_within_their_ranges_and_never_stands_still():
+    from mstar.evolve.operators.tune import local_step
+    from mstar.harness.knobs import defaults, parse_knobs
+
+    specs = parse_knobs({"n": {"type": "int", "low": 1, "high": 3, "default": 2},
+                         "w": {"type": "float", "low": 0.001, "high": 10.0, "default": 1.0, "log": True},
+                         "x": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.5},
+                         "on": {"type": "bool", "default": True},
+                         "how": {"type": "cat", "choices": ["a", "b", "c"], "default": "a"}})
+    base = defaults(specs)
+    rng = random.Random(0)
+    for _ in range(500):
+        v = local_step(rng, specs, base)
+        moved = [k for k in base if v[k] != base[k]]
+        assert 1 <= len(moved) <= 3, (base, v)
+        assert 1 <= v["n"] <= 3 and 0.001 <= v["w"] <= 10.0 and 0.0 <= v["x"] <= 1.0 and v["how"] in "abc"
+    assert local_step(random.Random(5), specs, base) == local_step(random.Random(5), specs, base)
+
+
+def test_an_unknown_tune_mode_is_refused_with_its_name(scorer):
+    ctx = OperatorContext(rng=random.Random(0), seeds={}, score_minibatch=scorer, options={"tune_mode": "grid"})
+    with pytest.raises(OperatorFailed, match="tune_mode='grid'"):
+        TuneOperator().propose([ParentView(id="p", name="x", source=FORGETFUL)], ctx)

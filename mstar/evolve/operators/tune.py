@@ -9,11 +9,14 @@ scored is answered from memory instead of being paid for again.
 Choice: a study whose best trial does not beat the parent raises ``OperatorFailed("no_gain")``: such
 a child would only spend a screen evaluation to rediscover its parent. A winner's values become the
 child's KNOBS defaults (only the ``default`` values are rewritten, every other byte stays) and are
-also returned in ``Proposal.knobs``. Options: ``trials`` (default 8).
+also returned in ``Proposal.knobs``. Options: ``trials`` (default 8); ``tune_mode`` -- ``tpe`` (default:
+the TPE sampler over every knob) or ``local`` (hill-climbing from the parent: each trial moves one to
+three knobs a little from the best values so far; ``local_step``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from mstar.evolve.operators.base import OperatorContext, OperatorFailed, ParentView, Proposal
@@ -32,6 +35,36 @@ def _suggest(trial: Any, name: str, spec: Any) -> Any:
     if spec.type == "bool":
         return trial.suggest_categorical(name, [False, True])
     return trial.suggest_categorical(name, list(spec.choices))
+
+
+def local_step(rng: Any, specs: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with one to three knobs moved a little: a numeric knob by a normal step of a fifth of its
+    range (in log space for a log knob), a bool flipped, a category swapped. A fine-tuner's move: TPE's
+    start-up trials draw every knob anew, which from a good parent is mostly a long jump downhill."""
+    values = dict(base)
+    for name in rng.sample(sorted(specs), k=min(len(specs), rng.choice((1, 1, 2, 3)))):
+        spec, v = specs[name], base[name]
+        if spec.type in ("int", "float"):
+            lo, hi = float(spec.low), float(spec.high)
+            if spec.log and lo > 0:
+                x = math.exp(math.log(max(float(v), lo)) + rng.gauss(0.0, 0.2 * (math.log(hi) - math.log(lo))))
+            else:
+                x = float(v) + rng.gauss(0.0, 0.2 * (hi - lo))
+            x = min(hi, max(lo, x))
+            if spec.type == "int":
+                step = round(x)
+                if step == v and hi > lo:  # a move that rounds back to where it was is no move
+                    step = int(min(hi, max(lo, v + (1 if x >= v else -1))))
+                values[name] = int(step)
+            else:
+                values[name] = min(spec.high, max(spec.low, float(f"{x:.4g}")))
+        elif spec.type == "bool":
+            values[name] = not v
+        else:
+            others = [c for c in spec.choices if c != v]
+            if others:
+                values[name] = rng.choice(others)
+    return values
 
 
 def _fmt(v: Any) -> str:
@@ -66,22 +99,35 @@ class TuneOperator:
         if n_trials < 2:
             raise OperatorFailed("bad_option", f"--op-opt trials={n_trials}: tune needs at least 2 trials")
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = optuna.samplers.TPESampler(seed=ctx.rng.getrandbits(31),
-                                             n_startup_trials=min(10, max(2, n_trials // 2)))
-        study = optuna.create_study(direction="maximize", sampler=sampler)  # in-memory storage
-        # Bools are suggested as categoricals; optuna takes the enqueued values as they are.
-        study.enqueue_trial(dict(start))
+        mode = str(ctx.options.get("tune_mode", "tpe"))
+        if mode not in ("tpe", "local"):
+            raise OperatorFailed("bad_option", f"--op-opt tune_mode={mode!r}: choose tpe or local")
         scored: dict[tuple, float] = {}
         trials: list[tuple[dict[str, Any], float]] = []  # (values, score) in trial order; [0] is the parent
-        for _ in range(n_trials):
-            trial = study.ask()
-            values = {k: _suggest(trial, k, s) for k, s in specs.items()}
+
+        def score(values: dict[str, Any]) -> float:
             key = tuple(sorted((k, repr(v)) for k, v in values.items()))
             if key not in scored:
                 scored[key] = float(ctx.score_minibatch(parent.source, values))
-            study.tell(trial, scored[key])
             trials.append((values, scored[key]))
+            return scored[key]
+
+        if mode == "local":
+            best, best_score = dict(start), score(dict(start))
+            for _ in range(n_trials - 1):
+                values = local_step(ctx.rng, specs, best)
+                if (v := score(values)) > best_score:
+                    best, best_score = values, v
+        else:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            sampler = optuna.samplers.TPESampler(seed=ctx.rng.getrandbits(31),
+                                                 n_startup_trials=min(10, max(2, n_trials // 2)))
+            study = optuna.create_study(direction="maximize", sampler=sampler)  # in-memory storage
+            # Bools are suggested as categoricals; optuna takes the enqueued values as they are.
+            study.enqueue_trial(dict(start))
+            for _ in range(n_trials):
+                trial = study.ask()
+                study.tell(trial, score({k: _suggest(trial, k, s) for k, s in specs.items()}))
         baseline = trials[0][1]
         # The first trial reaching the best score wins: ties go to the earliest (the parent's, if it is one).
         best_values, best_score = max(trials, key=lambda t: t[1])
