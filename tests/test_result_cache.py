@@ -28,8 +28,8 @@ def _run(runs: Path, run_id: str, **kw) -> dict:
 def _rows(run_dir: Path) -> dict[tuple, tuple]:
     c = sqlite3.connect(run_dir / "run.db")
     try:
-        return {(r[0], r[1], r[2], r[3]): (r[4], r[5]) for r in c.execute(
-            "SELECT program, split, episode, probe, json_extract(metrics, '$.evidence_recall'), tokens "
+        return {(r[0], r[1], r[2], r[3]): (r[4], r[5], r[6]) for r in c.execute(
+            "SELECT program, split, episode, probe, json_extract(metrics, '$.evidence_recall'), tokens, diagnosis "
             "FROM evaluations")}
     finally:
         c.close()
@@ -59,7 +59,10 @@ def test_a_second_run_reuses_the_seeds_and_is_the_same_run(tmp_path, cache_on, m
     cfg = config("b", stops=StopConfig(generations=2))
     second = Engine(cfg, tmp_path / "b", operators={"jitter": JitterOperator()}, suite=TinyTask(), view=view).run()
     a, b = _rows(tmp_path / "a"), _rows(tmp_path / "b")
-    assert a == b  # the same rows, value for value
+    assert a == b  # the same rows, value for value, diagnoses included
+    seed_ids = {r[0] for r in sqlite3.connect(tmp_path / "b" / "run.db").execute(
+        "SELECT id FROM programs WHERE operator='seed'")}
+    assert sum(v[2] is not None for k, v in b.items() if k[0] in seed_ids) > 0  # seeds' diagnoses came from the cache
     assert lineage(tmp_path / "a") == lineage(tmp_path / "b")
     assert first["best"] == second["best"] and first["seeds"] == second["seeds"]
     seeds = {r[0] for r in sqlite3.connect(tmp_path / "b" / "run.db").execute(
@@ -102,14 +105,17 @@ def test_an_episode_changed_in_its_content_is_a_miss(tmp_path):
 
     res = EpisodeResult(episode_id=ep.id, probes=[ProbeScore("p1", "c", 10, 1.0, evidence_recall=0.5,
                                                              credited=["x"], wide_credited=["x", "y"])],
-                        write_ms=[0.1], wall_s=1.5)
-    c.put("prog", ep, res)
-    assert c.get("prog", ep) == res
+                        write_ms=[0.1], wall_s=1.5, dump=[{"id": "m1", "text": "a long memory"}])
+    diags = {"p1": {"stage": "cut_by_budget", "probe_id": "p1"}}
+    c.put("prog", ep, res, diags)
+    got, got_diags = c.get("prog", ep)
+    assert got_diags == diags
+    assert got.dump is None and got == EpisodeResult(**{**res.__dict__, "dump": None})  # the dump is not kept
     assert c.get("other", ep) is None
     changed = ep.model_copy(update={"events": ep.events[:-1]})
     assert c.get("prog", changed) is None and ResultCache(tmp_path / "c.db", "ctx2").get("prog", ep) is None
     failed = EpisodeResult(episode_id=ep.id, probes=[], failure=("timeout", "slow machine"))
-    c.put("prog2", ep, failed)
+    c.put("prog2", ep, failed, {})
     assert c.get("prog2", ep) is None  # a failure is never kept
     assert from_json(to_json(failed)).failure == ("timeout", "slow machine")
     # A damaged entry is a miss, not a crash.

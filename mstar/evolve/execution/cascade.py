@@ -119,21 +119,26 @@ class Evaluator:
             return jobs, 0
         rest, done = [], 0
         for job in jobs:
-            res = self.cache.get(job.program_id, self.episodes[job.episode_id]) if self.cacheable(job.program_id) else None
-            if res is None:
+            hit = self.cache.get(job.program_id, self.episodes[job.episode_id]) if self.cacheable(job.program_id) else None
+            if hit is None:
                 rest.append(job)
                 continue
-            self._record(JobResult(job, res), cached=True)
+            self._record(JobResult(job, hit[0]), cached=hit[1])
             done += 1
             if should_stop():
                 return None, done
         return rest, done
 
-    def _record(self, jr: JobResult, cached: bool = False) -> None:
+    def _record(self, jr: JobResult, cached: dict[str, dict[str, Any]] | None = None) -> None:
+        """Store one result; ``cached``: the diagnoses kept with a result from the seed cache."""
         job, res = jr.job, jr.result
-        if not cached and self.cache is not None and self.cacheable(job.program_id):
-            self.cache.put(job.program_id, self.episodes[job.episode_id], res)
-        diags = self._diagnose(job, res) if res.failure is None else {}
+        if cached is not None:
+            diags = cached
+        else:
+            errors = self.diagnosis_errors
+            diags = self._diagnose(job, res) if res.failure is None else {}
+            if self.cache is not None and self.cacheable(job.program_id) and self.diagnosis_errors == errors:
+                self.cache.put(job.program_id, self.episodes[job.episode_id], res, diags)
         agg, summary, rows = digest(res, self.book.metric, diags, jr.llm_cost, jr.llm_tokens)
         self.store.add_episode(job.program_id, job.split, job.episode_id, summary, rows, jr.llm_cost,
                                llm_tokens=jr.llm_tokens)

@@ -10,7 +10,8 @@ source and knob values), the episode (a hash of its full content, ids included),
 (budget, diagnosis factor, QA mode, session limits), the embedder, the sandbox backend, the metric version
 and mstar's version. Failed episodes are never kept (a timeout on a busy machine is not a property of the
 seed), and a run with a model keeps nothing (a model's replies are not a function of the episode). The
-cached result goes through the same diagnosis, digest and store as a fresh one, so a run reads the same
+cached result is kept with the diagnoses of its missed probes (not its memory dump, which only the
+diagnosis reads) and goes through the same digest and store as a fresh one, so a run reads the same
 rows either way. Runs with ``--no-cache`` (or ``MSTAR_NO_CACHE=1``) neither read nor write it.
 """
 
@@ -53,6 +54,9 @@ def from_json(text: str) -> EpisodeResult:
     return EpisodeResult(**d)
 
 
+Diagnoses = dict[str, dict[str, Any]]  # the missed probes' diagnoses by probe id, as the store keeps them
+
+
 class ResultCache:
     """A small SQLite table keyed by (program, episode content, context); safe for runs side by side."""
 
@@ -75,7 +79,8 @@ class ResultCache:
         d = held[1]
         return hashlib.sha256(f"{program_id}\x00{d}\x00{self.context}".encode()).hexdigest()
 
-    def get(self, program_id: str, episode: Episode) -> EpisodeResult | None:
+    def get(self, program_id: str, episode: Episode) -> tuple[EpisodeResult, Diagnoses] | None:
+        """The result (without its memory dump) and its diagnoses, or None."""
         try:
             row = self._db.execute("SELECT result FROM results WHERE key=?", (self._key(program_id, episode),)).fetchone()
         except sqlite3.Error:
@@ -83,18 +88,22 @@ class ResultCache:
         if row is None:
             return None
         try:
-            res = from_json(zlib.decompress(row[0]).decode())
+            entry = json.loads(zlib.decompress(row[0]).decode())
+            res, diags = from_json(json.dumps(entry["result"])), dict(entry["diagnoses"])
         except (zlib.error, ValueError, TypeError, KeyError):
             return None  # a damaged or older entry is a miss; the fresh result replaces it
         if res.episode_id != episode.id or res.failure is not None:
             return None
         self.hits += 1
-        return res
+        return res, diags
 
-    def put(self, program_id: str, episode: Episode, res: EpisodeResult) -> None:
+    def put(self, program_id: str, episode: Episode, res: EpisodeResult, diags: Diagnoses) -> None:
+        """Keep ``res`` with its diagnoses. The memory dump is dropped: diagnosis is its only reader, and
+        it is most of the size (a LongMemEval haystack's dump is ~0.5 MB)."""
         if res.failure is not None:
             return
-        blob = zlib.compress(to_json(res).encode(), 6)
+        entry = {"result": dataclasses.asdict(dataclasses.replace(res, dump=None)), "diagnoses": diags}
+        blob = zlib.compress(json.dumps(entry).encode(), 6)
         try:
             self._db.execute("INSERT OR REPLACE INTO results(key, result, created) VALUES (?, ?, ?)",
                              (self._key(program_id, episode), blob, time.time()))
