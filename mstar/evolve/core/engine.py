@@ -136,10 +136,11 @@ class Engine:
         self.ids = {s: [e.id for e in eps] for s, eps in self.splits.items()}
         episodes = {e.id: e for eps in self.splits.values() for e in eps}
         attach(self, episodes)  # the --transfer suites' episodes, scored in the final step
+        self._train_probes = {e.id: len(e.probes) for e in self.splits["train"]}
         self.screen_ids, self.minibatch_ids = choose_per_suite(choose_episodes, self.ids["train"],  # joint: per suite
                                                                getattr(self._suite, "group_of", None), cfg.seed,
                                                                cfg.screen_episodes, cfg.minibatch_episodes,
-                                                               probes={e.id: len(e.probes) for e in self.splits["train"]},
+                                                               probes=self._train_probes,
                                                                screen_probes=cfg.screen_probes,
                                                                minibatch_probes=cfg.minibatch_probes)
         self._hint_thin_sets(cfg)
@@ -192,12 +193,11 @@ class Engine:
         """Say when a suite's screen or tune minibatch holds too few probes to tell programs apart (one
         LongMemEval question per episode): the probe floors are opt-in, so the run names them."""
         group = getattr(self._suite, "group_of", None) or (lambda _e: cfg.task)
-        probes = {e.id: len(e.probes) for e in self.splits["train"]}
         for what, ids, flag, given in (("screen", self.screen_ids, "--screen-probes", cfg.screen_probes),
                                        ("tune minibatch", self.minibatch_ids, "--minibatch-probes", cfg.minibatch_probes)):
             held: dict[str, int] = {}
             for e in ids:
-                held[group(e)] = held.get(group(e), 0) + probes.get(e, 0)
+                held[group(e)] = held.get(group(e), 0) + self._train_probes.get(e, 0)
             thin = {k: n for k, n in held.items() if n < self.THIN}
             if thin and given is None and len(self.ids["train"]) > len(ids):
                 self.view.log(f"the {what} holds {', '.join(f'{n} probe(s) of {k}' for k, n in thin.items())}: too few "

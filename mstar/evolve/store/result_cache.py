@@ -12,7 +12,7 @@ and mstar's version. Failed episodes are never kept (a timeout on a busy machine
 seed), and a run with a model keeps nothing (a model's replies are not a function of the episode). The
 cached result is kept with the diagnoses of its missed probes (not its memory dump, which only the
 diagnosis reads) and goes through the same digest and store as a fresh one, so a run reads the same
-rows either way. Runs with ``--no-cache`` (or ``MSTAR_NO_CACHE=1``) neither read nor write it.
+rows either way. Runs with ``--no-seed-cache`` (or ``MSTAR_NO_CACHE=1``) neither read nor write it.
 """
 
 from __future__ import annotations
@@ -47,7 +47,11 @@ def to_json(res: EpisodeResult) -> str:
 
 
 def from_json(text: str) -> EpisodeResult:
-    d = json.loads(text)
+    return from_dict(json.loads(text))
+
+
+def from_dict(d: dict[str, Any]) -> EpisodeResult:
+    d = dict(d)
     d["probes"] = [ProbeScore(**p) for p in d["probes"]]
     if d.get("failure") is not None:
         d["failure"] = tuple(d["failure"])
@@ -89,7 +93,7 @@ class ResultCache:
             return None
         try:
             entry = json.loads(zlib.decompress(row[0]).decode())
-            res, diags = from_json(json.dumps(entry["result"])), dict(entry["diagnoses"])
+            res, diags = from_dict(entry["result"]), dict(entry["diagnoses"])
         except (zlib.error, ValueError, TypeError, KeyError):
             return None  # a damaged or older entry is a miss; the fresh result replaces it
         if res.episode_id != episode.id or res.failure is not None:
