@@ -16,8 +16,12 @@ conversation: a speaker named in the question multiplies that speaker's turns' s
 (normalised) score is added to each of its turns, so a session that is about the question lifts its
 turns; a turn gains ``context_weight`` of its neighbours' scores (the answer to a matching question
 rises), a soft neighbour window that costs no budget unless the neighbour earns its place
-(``window`` > 0 adds the hard one: each hit brings the turns around it). Whole turns only: every item
-shown is one full turn (scoring credits only whole turns).
+(``window`` > 0 adds the hard one: each hit brings the turns around it; ``context_from`` "before" /
+"after" keeps one direction: a reply rises with its question, or a question with its reply). (4) The
+budget is counted in tokens: one long turn can cost what ten short ones do, so with ``density`` > 0 the
+packer orders hits by score / size^density (a knapsack's value per cost), a turn shorter than
+``density_floor`` x budget counting as that size (short turns are not preferred among themselves).
+Whole turns only: every item shown is one full turn (scoring credits only whole turns).
 Simplifies: rule-based date grammar (English, day granularity; no "the Tuesday before last"); PRF is
 one round; the stemmer is a suffix list, not Porter's.
 Expectation (synthetic, tests/test_seeds_lexical_plus.py): on temporal probes (a date named in the
@@ -67,6 +71,11 @@ KNOBS = {
     # "follow": a hit's neighbours right behind it; "score": neighbours ranked by their decayed score.
     "neighbor_order": {"type": "cat", "choices": ["follow", "score"], "default": "follow"},
     "show_time": {"type": "bool", "default": False},
+    # Which neighbour's score a turn gains with context_weight: both, the turn before it, the turn after it.
+    "context_from": {"type": "cat", "choices": ["both", "before", "after"], "default": "both"},
+    # Pack by score / size^density; 0: by score alone (the order retrieve and expand gave).
+    "density": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.0},
+    "density_floor": {"type": "float", "low": 0.0, "high": 0.5, "default": 0.05},
 }
 
 _WORD = re.compile(r"\w\w+")
@@ -432,8 +441,10 @@ def retrieve(query, records, state, toolkit, knobs):
             prev = np.array(sess["prev"], dtype=np.int64)
             has = prev >= 0
             near = np.zeros_like(scores)
-            near[has] += scores[prev[has]]
-            np.add.at(near, prev[has], scores[has])
+            if knobs["context_from"] != "after":
+                near[has] += scores[prev[has]]
+            if knobs["context_from"] != "before":
+                np.add.at(near, prev[has], scores[has])
             scores = scores + knobs["context_weight"] * near
         if knobs["session_weight"] > 0 and scores.any():
             ss = bm25_dense(sess["bm25"], q, k1, b)
@@ -490,9 +501,14 @@ def render(record, knobs):
 def pack(query, hits, records, toolkit, knobs):
     budget = query.get("budget", 1024)
     used, lines, items = 0, [], []
+    shown = {i: render(records[i], knobs) for i, _ in hits}
+    cost = {i: toolkit.count_tokens(text) for i, text in shown.items()}
+    if knobs["density"] > 0:
+        # Value per token: a long turn must score that much higher to take the room of shorter ones.
+        floor = max(1.0, knobs["density_floor"] * budget)
+        hits = sorted(hits, key=lambda h: -h[1] / max(cost[h[0]], floor) ** knobs["density"])  # stable
     for i, _score in hits:
-        text = render(records[i], knobs)
-        n = toolkit.count_tokens(text)
+        text, n = shown[i], cost[i]
         if used + n > budget:
             continue
         used += n

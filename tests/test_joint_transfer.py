@@ -97,6 +97,28 @@ def test_the_score_book_hands_the_final_pick_joint_weighted_probe_values():
     assert sum(raw.values()) / len(raw) == pytest.approx(plain.score("p", "val", ids))
 
 
+def test_the_suite_floor_keeps_only_programs_that_lose_to_no_seed_on_any_suite():
+    """The final pick's floor (``--suite-floor``, on by default in a joint run): X has the better joint val
+    (0.775 vs 0.755) but loses to seed B on suite "b"; only Y reaches both suites' best seeds (A on "a", B on
+    "b"), so the pick is made among [Y]. No program reaching both: the floor is empty (the pick then falls
+    back to the joint score)."""
+    from types import SimpleNamespace
+
+    from mstar.evolve.core.final import suite_floor
+
+    book = ScoreBook("evidence_recall", group=group_of)
+    vals = {"A": (0.8, 0.5), "B": (0.6, 0.7), "X": (0.9, 0.65), "Y": (0.81, 0.7), "Z": (0.9, 0.2)}
+    for pid, (a, b) in vals.items():
+        book.put(pid, "val", "a/e1", _agg([a] * 4))
+        book.put(pid, "val", "b/e1", _agg([b] * 4))
+    eng = SimpleNamespace(suites=["a", "b"], ids={"val": ["a/e1", "b/e1"]}, book=book,
+                          seeds=[SimpleNamespace(id="A", name="seed_a"), SimpleNamespace(id="B", name="seed_b")])
+    assert book.score("X", "val", eng.ids["val"]) > book.score("Y", "val", eng.ids["val"])
+    keep, best = suite_floor(eng, ["X", "Y", "Z", "A", "B"])
+    assert keep == ["Y"] and best == {"a": "seed_a", "b": "seed_b"}
+    assert suite_floor(eng, ["X", "Z", "A", "B"])[0] == []
+
+
 def test_the_screen_and_the_minibatch_measure_every_suite():
     from mstar.evolve.execution.cascade import choose_episodes
 
@@ -178,6 +200,12 @@ def test_joint_run_records_its_suites_and_scores_each(joint_run):
         for split in ("train", "val", "test"):
             per = [entry["suites"][s][split] for s in ("tiny", "synthetic")]
             assert entry[split] == pytest.approx(sum(per) / 2)
+    # The pick's floor is reported; when it kept programs, the returned one reaches each suite's best seed on val.
+    floor = out["final"]["suite_floor"]
+    assert set(floor["best_seeds"]) == {"tiny", "synthetic"} and floor["of"] >= len(out["seeds"])
+    if floor["programs"]:
+        for suite, seed in floor["best_seeds"].items():
+            assert out["best"]["suites"][suite]["val"] >= out["seeds"][seed]["suites"][suite]["val"]
 
 
 def test_the_report_scores_a_joint_run_as_the_run_does(joint_run):

@@ -196,8 +196,56 @@ def test_a_reply_is_found_through_the_question_it_answers():
     assert "D1:3" in got[DEFAULTS["context_weight"]] and "D1:3" not in got[0.0], got
 
 
+def test_context_from_keeps_one_direction_a_reply_rises_with_its_question_or_a_question_with_its_reply():
+    """``context_from``: "before" credits a turn with the turn before it (the answer rises with the
+    question), "after" with the turn after it (the question rises with its answer)."""
+    got = {}
+    rows = [("Ana", "Busy week at work."), ("Ben", "Tell me about the new puppy?"),
+            ("Ana", "Biscuit! He chews absolutely everything."), ("Ana", "Also the garden is thriving."),
+            ("Ana", "Ok, gotta go.")]
+    for side in ("before", "after"):
+        mem = memory(context_weight=0.5, context_from=side, window=0, session_weight=0.0, prf_docs=0, speaker_boost=0.0)
+        for n, (who, text) in enumerate(rows):
+            mem.write({"id": f"D1:{n + 1}", "session": "1", "time": f"2023-03-01T10:0{n}", "speaker": who,
+                       "text": text, "meta": {}})
+        got[side] = [it["sources"][0] for it in mem.read({"id": "q0", "question": "What does the puppy chew?",
+                                                           "time": "2023-04-01T12:00", "budget": 400})["items"]]
+    # D1:2 ("puppy") and D1:3 ("chews") match; a turn with no word of the question is shown only through
+    # a neighbour: D1:4 (after D1:3) with "before", D1:1 (before D1:2) with "after".
+    assert "D1:4" in got["before"] and "D1:1" not in got["before"], got
+    assert "D1:1" in got["after"] and "D1:4" not in got["after"], got
+
+
+def density_memory(density):
+    """Short facts said by the user, each answered by a long assistant reply that repeats the question's words."""
+    mem = memory(density=density, context_weight=0.0, session_weight=0.0, prf_docs=0, window=0, speaker_boost=0.0)
+    filler = " ".join(f"detail{k}" for k in range(20))
+    rows = [("user", "My sister Mia plays the cello."),
+            ("assistant", "A sister who plays the cello, and a brother who plays the cello: the sister and the brother "
+                          "can play cello duets. Which sister plays best? " + filler),
+            ("user", "My brother Leo plays the cello too."),
+            ("assistant", "The cello! Your sister plays cello and your brother plays cello; a sister, a brother, two "
+                          "cellos. " + filler)]
+    for n, (who, text) in enumerate(rows):
+        mem.write({"id": f"D1:{n + 1}", "session": "1", "time": f"2023-03-01T10:0{n}", "speaker": who, "text": text, "meta": {}})
+    return mem
+
+
+def test_density_packing_fits_short_evidence_that_a_long_turn_would_crowd_out():
+    """``density``: packing by score per token. The assistant's replies (44 and 52 tokens) score highest:
+    they repeat the question's words. At a budget of 100 tokens they fill it and neither user turn (9
+    and 10 tokens, the evidence) is shown; ordered by value per token both user turns come first.
+    0 keeps the retrieval order."""
+    ask = {"id": "q0", "question": "Which sister or brother plays the cello?", "time": "2023-04-01T12:00", "budget": 100}
+    plain = [it["sources"][0] for it in density_memory(0.0).read(ask)["items"]]
+    dense = [it["sources"][0] for it in density_memory(0.5).read(ask)["items"]]
+    assert plain == ["D1:2", "D1:4"], plain
+    assert {"D1:1", "D1:3"} <= set(dense), dense
+    assert dense[:2] in (["D1:1", "D1:3"], ["D1:3", "D1:1"]), dense
+
+
 # --- whole turns only -------------------------------------------------------------------------------
-@pytest.mark.parametrize("knobs", [{}, {"show_time": True}])
+@pytest.mark.parametrize("knobs", [{}, {"show_time": True}, {"density": 1.0, "density_floor": 0.0}])
 def test_every_item_is_one_whole_turn(knobs):
     mem = memory(**knobs)
     relative_episode(mem)

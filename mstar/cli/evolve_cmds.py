@@ -86,6 +86,7 @@ def evolve_cmd(
     margin: Annotated[float, typer.Option("--cascade-margin", min=0, help="A child within this of its parent on the screen gets the full train evaluation.")] = 0.02,
     final_k: Annotated[int, typer.Option("--final-k", min=1, help="Top programs on train scored on val at the end.")] = 3,
     select: Annotated[str, typer.Option("--select", help="The run's result: 1se = best on train among the programs within one standard error of the best on val; val = best on val, strictly.")] = "1se",
+    suite_floor: Annotated[bool, typer.Option("--suite-floor/--no-suite-floor", help="With several --task: return a program that loses to no seed on any suite's val when one exists (default), else pick on the joint score alone.")] = True,
     parent_policy: Annotated[str | None, typer.Option("--parent-policy", help="How parents are drawn: rank (default: by rank and few children, per island) or pareto (programs best on at least one train probe, in proportion to the probes they win).")] = None,
     behaviour_key: Annotated[str | None, typer.Option("--behaviour-key", help="When a screened child is a neutral variant: aggregate (default: same mean score, context size and errors), signature (same value on every screen probe) or code (never; only the code filter).")] = None,
     prefer_shorter: Annotated[bool | None, typer.Option("--prefer-shorter/--no-prefer-shorter", help="Among programs with equal scores, rank the shorter first (default: off).")] = None,
@@ -194,7 +195,7 @@ def evolve_cmd(
                 migrate_every=migrate_every, operators=parse_mix(operators, with_llm=bool(model)),
                 operator_options=parse_pairs(op_opt, "--op-opt"), screen_episodes=screen,
                 train_episodes=train_episodes, screen_probes=screen_probes, minibatch_probes=minibatch_probes,
-                minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, select=select, sandbox=sandbox,
+                minibatch_episodes=minibatch, cascade_margin=margin, final_k=final_k, select=select, suite_floor=suite_floor, sandbox=sandbox,
                 executor=executor, workers=workers, ray_address=ray_address, model=model, api_base=api_base,
                 **({"infra_wait_s": infra_wait} if infra_wait is not None else {}),
                 embedder=embedder or "auto", seed_cache=seed_cache is not False, stops=StopConfig(**stops, **extra_stops), llm=limits, **policies)

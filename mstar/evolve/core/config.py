@@ -104,6 +104,10 @@ class EvolveConfig(BaseModel):
     # How the run's result is picked on val (mstar/evolve/core/selection.py): "1se" -- the best on train among
     # the programs within one standard error of the best on val; "val" -- the best on val, strictly.
     select: Literal["1se", "val"] = "1se"
+    # A joint run (several --task): the pick is made among the programs that lose to no seed on any
+    # suite's val (each suite's val score at least its best seed's there), when there is one; off, or
+    # when none is, among all (mstar/evolve/core/final.py).
+    suite_floor: bool = True
     failures_per_parent: int = Field(12, ge=0)
     sandbox: str = "inline"
     executor: str = "inline"

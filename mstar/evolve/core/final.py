@@ -22,6 +22,7 @@ from typing import Any
 from mstar.evolve.core.run_state import RunState
 from mstar.evolve.core.selection import choose
 from mstar.evolve.core.transfer import per_suite, score_transfer, transfer_rows
+from mstar.tasks.joint import group_of
 
 
 def _score(eng: RunState, pid: str, split: str) -> float | None:
@@ -68,6 +69,22 @@ def _bounded(eng: RunState, targets: list[Any], split: str, deadline: float) -> 
     return sum(1 for t in targets for ep in ids if not eng.book.has(t.id, split, ep))
 
 
+def suite_floor(eng: RunState, pool: list[str]) -> tuple[list[str], dict[str, str]]:
+    """A joint run's programs that lose to no seed on any suite's val: each suite's val score at least
+    that of the suite's best seed there (the joint mean alone would trade one suite for another).
+    Returns (those programs, {suite: its best seed's name}); a suite without val scores sets no floor."""
+    keep, best_seed = list(pool), {}
+    for label in eng.suites:
+        ids = [e for e in eng.ids["val"] if group_of(e) == label]
+        scored = [(v, r) for r in eng.seeds if ids and (v := eng.book.score(r.id, "val", ids)) is not None]
+        if not scored:
+            continue
+        top, rec = max(scored, key=lambda s: s[0])
+        best_seed[label] = rec.name
+        keep = [p for p in keep if (v := eng.book.score(p, "val", ids)) is not None and v >= top]
+    return keep, best_seed
+
+
 def _why(eng: RunState) -> str:
     stop = eng.evaluator.budget_stop
     return f"the model cannot be used ({stop[:160]})" if stop else "time limit"
@@ -102,6 +119,18 @@ def finish(eng: RunState) -> dict[str, Any]:
         eng.view.log(f"final: {_why(eng)}: {skipped['val']} val evaluations skipped; " + (
             f"the pick is made among the {len(full)} programs with a val score" if full
             else "no program has a val score: the best on train is returned"))
+    floor_note: dict[str, Any] | None = None
+    if eng.ids["val"] and len(eng.suites) > 1 and eng.config.suite_floor:
+        floor, best_seed = suite_floor(eng, pool)
+        floor_note = {"best_seeds": best_seed, "programs": len(floor), "of": len(pool)}
+        seeds_named = ", ".join(f"{k} {v}" for k, v in best_seed.items())
+        if floor:
+            eng.view.log(f"final: {len(floor)} of {len(pool)} programs lose to no seed on any suite's val "
+                         f"(best seeds: {seeds_named}); the pick is made among them")
+            pool = floor
+        else:
+            eng.view.log(f"final: no program reaches every suite's best seed on val ({seeds_named}); "
+                         "the pick is made on the joint score")
     if eng.ids["val"]:
         best, tied = choose(pool, lambda p: _score(eng, p, "val"), eng.train, lambda p: eng.probe_values(p, "val"),
                             order, eng.config.select)
@@ -129,6 +158,8 @@ def finish(eng: RunState) -> dict[str, Any]:
     summary["note"] = budget_note(eng, seeds_done)
     summary["final"] = {"minutes_limit": eng.config.stops.final_minutes, "skipped": skipped,
                         "seconds": round(time.monotonic() - t0, 1)}
+    if floor_note is not None:
+        summary["final"]["suite_floor"] = floor_note
     with eng.store.tx():
         eng.store.event("final", summary)
         eng.store.set_state("final", summary)
