@@ -7,6 +7,7 @@ a split; splits are made by episode, never by question inside an episode.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import zlib
@@ -15,6 +16,13 @@ from typing import Any, Protocol
 
 from mstar.episodes import Episode
 from mstar.errors import DataError
+
+
+def hash_unit(key: str, salt: str = "") -> float:
+    """A stable number in [0, 1) for ``key`` (sha256, so it is the same on every machine and Python)."""
+    h = hashlib.sha256(f"{salt}\x00{key}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
 
 SPLITS = ("train", "val", "test", "all")
 

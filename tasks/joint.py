@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from mstar.episodes import Episode
 from mstar.errors import UsageError
-from mstar.tasks.base import check_split
+from mstar.tasks.base import check_split, hash_unit
 
 SEP = "/"  # between a suite's label and its own episode id; a task name never holds it
 
@@ -177,8 +177,6 @@ def cap_train(episodes: list[Episode], limit: int | None, group: Any = None) -> 
     one objective; the file order is kept inside it. ``limit`` None: every episode."""
     if not limit:
         return list(episodes)
-    from mstar.tasks.longmemeval import hash_unit
-
     keep: set[str] = set()
     suites: dict[str, list[Episode]] = {}
     for e in episodes:

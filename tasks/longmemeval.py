@@ -17,7 +17,6 @@ The split is by question: a stable hash of ``question_id`` into train / val / te
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 from mstar.episodes import Episode, Event, Probe
 from mstar.errors import DataError, UsageError
-from mstar.tasks.base import check_split, read_json, resolve_data
+from mstar.tasks.base import check_split, hash_unit, read_json, resolve_data
 
 _STR_FIELDS = ("question_id", "question_type", "question", "question_date")
 _LIST_FIELDS = ("haystack_session_ids", "haystack_dates", "haystack_sessions", "answer_session_ids")
@@ -53,12 +52,6 @@ def parse_shares(raw: Any) -> tuple[float, float, float]:
         raise UsageError(f"--task-opt split: expected three non-negative shares TRAIN/VAL/TEST like 60/10/30, got {raw!r}")
     total = sum(nums)
     return nums[0] / total, (nums[0] + nums[1]) / total, 1.0
-
-
-def hash_unit(key: str, salt: str = "") -> float:
-    """A stable number in [0, 1) for ``key`` (sha256, so it is the same on every machine and Python)."""
-    h = hashlib.sha256(f"{salt}\x00{key}".encode()).digest()
-    return int.from_bytes(h[:8], "big") / 2**64
 
 
 class LongMemEvalTask:
