@@ -165,10 +165,11 @@ class Engine:
         self.book.load(self.store.evaluation_rows())
         self.evals_base = self.store.count_episodes() + self.store.minibatch_evals()
         self.programs = {p.id: p for p in self.store.programs()}
+        cache = self._seed_cache(cfg)
         self.evaluator = Evaluator(self.store, self.book, self._executor, episodes, cfg.budget, self._should_stop,
-                                   on_result=self._on_result, on_diagnosis_error=self._diagnosis_failed)
+                                   on_result=self._on_result, on_diagnosis_error=self._diagnosis_failed,
+                                   cache=cache, cacheable=frozenset(r.id for r in self.seeds).__contains__)
         self.evaluator.abortable = self.stopper.abortable
-        self._seed_cache(cfg)
         self.stopper.can_abort = lambda: self.store._depth == 0  # never inside a store transaction
         st = self.strategies
         self.population = Population(cfg.islands, cfg.island_size, prefer_shorter=cfg.prefer_shorter)
@@ -203,23 +204,21 @@ class Engine:
                 self.view.log(f"the {what} holds {', '.join(f'{n} probe(s) of {k}' for k, n in thin.items())}: too few "
                               f"to tell programs apart there; {flag} N grows it to N probes per suite (docs/EVOLVE.md)")
 
-    def _seed_cache(self, cfg: EvolveConfig) -> None:
-        """Seed results kept across the runs of one runs directory (store/result_cache.py); never with a
-        model (its replies are not a function of the episode)."""
+    def _seed_cache(self, cfg: EvolveConfig) -> Any:
+        """Seed results kept across the runs of one runs directory (store/result_cache.py), or None: never
+        with a model (its replies are not a function of the episode)."""
         if not cfg.seed_cache or self._has_llm or os.environ.get("MSTAR_NO_CACHE", "") not in ("", "0"):
-            return
+            return None
         import mstar
         from mstar.evolve.store.result_cache import ResultCache, context_digest
 
         context = context_digest(eval=self._eval_config().model_dump(), embedder=cfg.embedder, sandbox=cfg.sandbox,
                                  metric_version=cfg.metric_version, mstar=mstar.__version__)
         try:
-            self.evaluator.cache = ResultCache(self.run_dir.parent / ".cache" / "seed_results.db", context)
+            return ResultCache(self.run_dir.parent / ".cache" / "seed_results.db", context)
         except (sqlite3.Error, OSError) as e:  # an unusable cache costs the reuse, never the run
             self.view.log(f"seed cache unavailable ({e}); seeds are scored afresh")
-            return
-        seed_ids = frozenset(r.id for r in self.seeds)
-        self.evaluator.cacheable = seed_ids.__contains__
+            return None
 
     def _parts_bin(self) -> dict[str, str]:
         """What `structural` may borrow from (a method so a caller can narrow it: bench/search_ablation.py)."""

@@ -47,7 +47,8 @@ class Evaluator:
     def __init__(self, store: RunStore, book: ScoreBook, executor: Executor, episodes: dict[str, Episode],
                  budget: int, should_stop: Callable[[], str | None],
                  on_result: Callable[[JobResult], None] | None = None,
-                 on_diagnosis_error: Callable[[str, str], None] | None = None):
+                 on_diagnosis_error: Callable[[str, str], None] | None = None,
+                 cache: Any = None, cacheable: Callable[[str], bool] | None = None):
         self.store = store
         self.book = book
         self.executor = executor
@@ -63,9 +64,10 @@ class Evaluator:
         self.abandoned = 0  # evaluations dropped by a stop past its grace (redone on resume)
         # The engine sets this to its Stopper's: where the main thread may be interrupted by a stop.
         self.abortable: Callable[[], Any] = contextlib.nullcontext
-        # Seed results kept across runs (store/result_cache.py): the engine sets both when the run uses it.
-        self.cache: Any = None
-        self.cacheable: Callable[[str], bool] = lambda _pid: False
+        # Seed results kept across runs (store/result_cache.py; None: not used) and which programs may use
+        # them (the library seeds: their source is fixed, a candidate's is not).
+        self.cache: Any = cache
+        self.cacheable: Callable[[str], bool] = cacheable or (lambda _pid: False)
 
     def ensure(self, targets: list[Target], split: str, episode_ids: list[str], stoppable: bool = True,
                until: Callable[[], str | None] | None = None) -> bool:
