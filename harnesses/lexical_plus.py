@@ -73,8 +73,9 @@ KNOBS = {
     "show_time": {"type": "bool", "default": False},
     # Which neighbour's score a turn gains with context_weight: both, the turn before it, the turn after it.
     "context_from": {"type": "cat", "choices": ["both", "before", "after"], "default": "both"},
-    # Pack by score / size^density; 0: by score alone (the order retrieve and expand gave).
-    "density": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.0},
+    # Pack by score / size^density; 0: by score alone (the order retrieve and expand gave). The defaults
+    # (0.5, 0.05) were chosen on LoCoMo and LongMemEval dev train (docs/BENCHMARKS.md#packing-by-value-per-token).
+    "density": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.5},
     "density_floor": {"type": "float", "low": 0.0, "high": 0.5, "default": 0.05},
 }
 

@@ -140,7 +140,7 @@ def test_a_speaker_named_in_the_question_prefers_that_speakers_own_turn():
     questions = ["What did Ben cook?", "What did Ben fix?", "Which city did Ben visit?"]
     got = {}
     for boost in (DEFAULTS["speaker_boost"], 0.0):
-        mem = memory(speaker_boost=boost, window=0)
+        mem = memory(speaker_boost=boost, window=0, density=0.0)  # the boost alone, not the packing order
         for s, (asked, said) in enumerate(pairs):
             for t, (who, text) in enumerate([("Ana", asked), ("Ben", said)]):
                 mem.write({"id": f"D{s + 1}:{t + 1}", "session": str(s + 1), "time": f"2023-03-0{s + 1}T10:0{t}",
