@@ -2,7 +2,9 @@
 
 Candidates are the ``final_k`` best programs on train plus every seed. All are scored on val; of
 those val cannot tell from the best on val (within one standard error, paired per probe), the best on
-train is the run's result (``selection``) and is written to ``best.py``. Test is
+train is the run's result (``selection``) and is written to ``best.py``. In a joint run the pool is
+first narrowed to the programs that lose to no seed on any suite's val, when there are any
+(``suite_floor``; ``--no-suite-floor`` skips it). Test is
 evaluated for that program and for every seed only, so the report shows the evolved program and the
 seed library side by side on data the search never saw.
 
