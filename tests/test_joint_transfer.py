@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from review_helpers import browser  # noqa: F401 - a fixture
 
 from mstar.errors import UsageError
 from mstar.evolve.store.scores import EpisodeAgg, ScoreBook
@@ -224,6 +225,25 @@ def test_the_report_scores_a_joint_run_as_the_run_does(joint_run):
                 assert p["suite_scores"][split][suite] == pytest.approx(entry["suites"][suite][split])
     rows = {r["name"]: r for r in data["final"]["rows"] if r["seed"]}
     assert rows["bm25"]["suites"]["test"]["tiny"] == pytest.approx(out["seeds"]["bm25"]["suites"]["tiny"]["test"])
+
+
+def test_the_report_page_says_what_the_suite_floor_did(joint_run, browser):  # noqa: F811
+    """The report's final section names the pick's floor as the run recorded it (real Chromium)."""
+    from review_helpers import open_tab
+
+    from mstar.report.render import write_report
+
+    run, out = joint_run
+    floor = out["final"]["suite_floor"]
+    page_file, _data = write_report(run)
+    tab = open_tab(browser, page_file.as_uri())
+    assert tab.errors == []
+    rule = tab.page.inner_text("#rule")
+    assert "Suite floor:" in rule and all(seed in rule for seed in floor["best_seeds"].values())
+    if floor["programs"]:
+        assert f"{floor['programs']} of {floor['of']} candidates lose to no seed" in rule
+    else:
+        assert "no candidate reaches every suite's best seed" in rule
 
 
 def test_joint_scores_equal_mstar_eval_on_each_suite(joint_run):

@@ -224,7 +224,8 @@
   function finalTable(data) {
     const f = data.final;
     $("rule").textContent = "Selection rule (--select " + data.run.select + "): " + data.run.selection_rule + "." +
-      (f.done ? "" : " The final step has not run yet: the rows below are the programs scored on val or test so far.");
+      (f.done ? "" : " The final step has not run yet: the rows below are the programs scored on val or test so far.") +
+      floorText(((f.summary || {}).final || {}).suite_floor);
     if (!f.rows.length) { clear($("final"), el("div", { class: "empty", text: "No program has been scored on val or test yet." })); return; }
     // A joint run: the train/val/test columns are the mean over suites; each suite's own test score beside them.
     const suites = [...new Set(f.rows.flatMap((r) => Object.keys((r.suites || {}).test || {})))].sort();
@@ -238,6 +239,14 @@
       t.append(tr);
     }
     clear($("final"), t);
+  }
+
+  // A joint run's pick is first narrowed to the programs that lose to no seed on any suite's val (--suite-floor).
+  function floorText(fl) {
+    if (!fl) return "";
+    const best = Object.entries(fl.best_seeds || {}).map(([s, n]) => s + ": " + n).join(", ");
+    return fl.programs ? " Suite floor: " + fl.programs + " of " + fl.of + " candidates lose to no seed on any suite's val (best seeds " + best + "); the pick was made among them."
+      : " Suite floor: no candidate reaches every suite's best seed on val (" + best + "); the pick was made on the joint score.";
   }
 
   function incidents(data) {
