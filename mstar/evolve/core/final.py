@@ -23,8 +23,7 @@ from typing import Any
 
 from mstar.evolve.core.run_state import RunState
 from mstar.evolve.core.selection import choose
-from mstar.evolve.core.transfer import per_suite, score_transfer, transfer_rows
-from mstar.tasks.joint import group_of
+from mstar.evolve.core.transfer import per_suite, score_transfer, suite_ids, transfer_rows
 
 
 def _score(eng: RunState, pid: str, split: str) -> float | None:
@@ -77,7 +76,7 @@ def suite_floor(eng: RunState, pool: list[str]) -> tuple[list[str], dict[str, st
     Returns (those programs, {suite: its best seed's name}); a suite without val scores sets no floor."""
     keep, best_seed = list(pool), {}
     for label in eng.suites:
-        ids = [e for e in eng.ids["val"] if group_of(e) == label]
+        ids = suite_ids(eng, "val", label)
         scored = [(v, r) for r in eng.seeds if ids and (v := eng.book.score(r.id, "val", ids)) is not None]
         if not scored:
             continue

@@ -51,6 +51,11 @@ def split_name(task: str) -> str:
     return PREFIX + task
 
 
+def suite_ids(eng: RunState, split: str, label: str) -> list[str]:
+    """The episodes of ``split`` that belong to a joint run's suite ``label``."""
+    return [e for e in eng.ids[split] if group_of(e) == label]
+
+
 def per_suite(eng: RunState, pid: str) -> dict[str, dict[str, float | None]]:
     """A joint run's scores of ``pid`` on each suite's train, val and test (each a plain probe-weighted
     mean); {} for a one-suite run."""
@@ -58,7 +63,7 @@ def per_suite(eng: RunState, pid: str) -> dict[str, dict[str, float | None]]:
     for label in eng.suites:
         row: dict[str, float | None] = {}
         for split in ("train", "val", "test"):
-            ids = [e for e in eng.ids[split] if group_of(e) == label]
+            ids = suite_ids(eng, split, label)
             row[split] = eng.book.score(pid, split, ids) if ids else None
         out[label] = row
     return out
