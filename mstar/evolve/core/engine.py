@@ -25,7 +25,7 @@ import sqlite3
 import time
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mstar.broker import Backend, LiteLLMBackend
 from mstar.embedders import default_embedder
@@ -55,6 +55,9 @@ from mstar.harness.loader import load_program
 from mstar.scoring.aggregate import LLM_METRICS
 from mstar.tasks.joint import cap_train, choose_per_suite
 from mstar.toolkit import Toolkit
+
+if TYPE_CHECKING:  # the cache is imported lazily where it is made
+    from mstar.evolve.store.result_cache import ResultCache
 
 # Missed probes are read again at 4x the budget to tell "cut by the budget" from "not retrieved".
 DIAGNOSE_FACTOR = 4
@@ -204,7 +207,7 @@ class Engine:
                 self.view.log(f"the {what} holds {', '.join(f'{n} probe(s) of {k}' for k, n in thin.items())}: too few "
                               f"to tell programs apart there; {flag} N grows it to N probes per suite (docs/EVOLVE.md)")
 
-    def _seed_cache(self, cfg: EvolveConfig) -> Any:
+    def _seed_cache(self, cfg: EvolveConfig) -> ResultCache | None:
         """Seed results kept across the runs of one runs directory (store/result_cache.py), or None: never
         with a model (its replies are not a function of the episode)."""
         if not cfg.seed_cache or self._has_llm or os.environ.get("MSTAR_NO_CACHE", "") not in ("", "0"):

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mstar.episodes import Episode
 from mstar.errors import BudgetExceeded
@@ -25,6 +25,9 @@ from mstar.evolve.execution.diagnosis import diagnose
 from mstar.evolve.execution.executor import EvalJob, Executor, JobResult
 from mstar.evolve.store.run_store import RunStore
 from mstar.evolve.store.scores import ScoreBook, digest
+
+if TYPE_CHECKING:  # the cache is imported lazily where it is made
+    from mstar.evolve.store.result_cache import ResultCache
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ class Evaluator:
                  budget: int, should_stop: Callable[[], str | None],
                  on_result: Callable[[JobResult], None] | None = None,
                  on_diagnosis_error: Callable[[str, str], None] | None = None,
-                 cache: Any = None, cacheable: Callable[[str], bool] | None = None):
+                 cache: ResultCache | None = None, cacheable: Callable[[str], bool] | None = None):
         self.store = store
         self.book = book
         self.executor = executor
@@ -66,7 +69,7 @@ class Evaluator:
         self.abortable: Callable[[], Any] = contextlib.nullcontext
         # Seed results kept across runs (store/result_cache.py; None: not used) and which programs may use
         # them (the library seeds: their source is fixed, a candidate's is not).
-        self.cache: Any = cache
+        self.cache = cache
         self.cacheable: Callable[[str], bool] = cacheable or (lambda _pid: False)
 
     def ensure(self, targets: list[Target], split: str, episode_ids: list[str], stoppable: bool = True,
