@@ -114,6 +114,32 @@ def test_local_mode_climbs_from_the_parent_one_to_three_knobs_a_trial(scorer):
     assert scorer(child.source, child.knobs) > scorer(FORGETFUL, {"window": 1, "show_time": True, "fill": "stop"})
 
 
+def test_near_mode_starts_with_local_steps_then_lets_tpe_propose(scorer):
+    """``near``: the start-up trials (half of them) move one to three knobs from the best so far, as in
+    ``local``; the trials after them are TPE's, free to move every knob. Eight float knobs that change
+    nothing pad the program, so a TPE trial shows itself by moving them all. (Operator seed 0 makes no
+    repeated start-up step, so every trial reaches the scorer: repeats are answered from memory.)"""
+    pads = "".join(f'    "pad{i}": {{"type": "float", "low": 0.0, "high": 1.0, "default": 0.5}},\n' for i in range(8))
+    padded = FORGETFUL.replace('KNOBS = {\n', 'KNOBS = {\n' + pads, 1)
+    assert padded != FORGETFUL
+
+    def propose(seed: int):
+        ctx = OperatorContext(rng=random.Random(seed), seeds={}, score_minibatch=scorer,
+                              options={"trials": 10, "tune_mode": "near"})
+        return TuneOperator().propose([ParentView(id="p", name="padded", source=padded)], ctx)
+
+    child = propose(0)
+    calls = list(scorer.calls)
+    assert len(calls) == 10 and calls[0]["window"] == 1 and calls[0]["pad3"] == 0.5
+    def moved(i: int) -> int:  # knobs trial i moves from the nearest trial before it
+        return min(sum(calls[i][k] != prev[k] for k in calls[i]) for prev in calls[:i])
+    assert all(1 <= moved(i) <= 3 for i in range(1, 5))  # start-up: min(10, max(2, 10 // 2)) = 5, the parent first
+    assert all(moved(i) > 3 for i in range(5, 10))  # TPE's trials draw the pads anew
+    assert child.knobs is not None and child.knobs["window"] > 1
+    assert scorer(child.source, child.knobs) > scorer(padded, calls[0])
+    assert propose(0).knobs == child.knobs  # the same operator seed, the same child
+
+
 def test_local_step_moves_few_knobs_within_their_ranges_and_never_stands_still():
     from mstar.evolve.operators.tune import local_step
     from mstar.harness.knobs import defaults, parse_knobs
@@ -137,3 +163,45 @@ def test_an_unknown_tune_mode_is_refused_with_its_name(scorer):
     ctx = OperatorContext(rng=random.Random(0), seeds={}, score_minibatch=scorer, options={"tune_mode": "grid"})
     with pytest.raises(OperatorFailed, match="tune_mode='grid'"):
         TuneOperator().propose([ParentView(id="p", name="x", source=FORGETFUL)], ctx)
+
+
+def test_in_a_joint_run_tune_refuses_a_child_that_buys_one_suite_with_another():
+    """The minibatch of a joint run scores each suite (``MinibatchScore.suites``). Here a wider window
+    lifts suite ``a`` and, past 3 turns, costs suite ``b`` half its score: the best joint trial (a window
+    past 10) trades ``b`` away. With the floor (default) the child loses neither suite to its parent; with
+    ``suite_floor=false`` it takes the trade. A made-up score function: the rule, not a harness, is tested."""
+    from mstar.evolve.operators.base import MinibatchScore
+
+    def joint(source: str, knobs: dict[str, Any]) -> MinibatchScore:
+        a, b = min(knobs["window"], 10) / 10, 1.0 if knobs["window"] <= 3 else 0.5
+        return MinibatchScore((a + b) / 2, {"a": a, "b": b})
+
+    def child(**options):
+        ctx = OperatorContext(rng=random.Random(0), seeds={}, score_minibatch=joint,
+                              options={"trials": 40, "tune_mode": "local", **options})
+        return TuneOperator().propose([ParentView(id="p", name="forgetful", source=FORGETFUL)], ctx)
+
+    kept = child()
+    assert joint("", kept.knobs).suites["b"] == 1.0 and kept.knobs["window"] in (2, 3)
+    assert "a 0.1000 -> " in kept.note and "b 1.0000 -> 1.0000" in kept.note
+    traded = child(suite_floor="false")
+    assert joint("", traded.knobs).suites["b"] == 0.5 and joint("", traded.knobs) > joint("", kept.knobs)
+    # One suite: no floor, whatever the option says (the scores are plain floats).
+    plain = OperatorContext(rng=random.Random(0), seeds={}, score_minibatch=lambda s, k: float(joint(s, k)),
+                            options={"trials": 40, "tune_mode": "local"})
+    assert TuneOperator().propose([ParentView(id="p", name="forgetful", source=FORGETFUL)], plain).knobs == traded.knobs
+
+
+def test_a_joint_minibatch_score_carries_each_suite(tmp_path):
+    """The engine's minibatch score in a joint run: the joint mean, and each suite's mean beside it."""
+    from mstar.evolve.operators.base import MinibatchScore
+
+    eps = {f"s{i}/e": make_episode(i).model_copy(update={"id": f"s{i}/e"}) for i in (0, 1)}
+    store = RunStore(tmp_path / "run")
+    book = ScoreBook("evidence_recall", group=lambda ep: ep.split("/")[0])
+    executor = InlineExecutor(eps, InlineBackend(), Toolkit(), EvalConfig(budget=1024))
+    ev = Evaluator(store, book, executor, eps, 1024, should_stop=lambda: None)
+    got = ev.score_minibatch(Target("t", FORGETFUL, {"window": 5}), list(eps))
+    store.close()
+    assert isinstance(got, MinibatchScore) and set(got.suites) == {"s0", "s1"}
+    assert float(got) == pytest.approx(sum(got.suites.values()) / 2)

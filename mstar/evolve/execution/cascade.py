@@ -23,6 +23,7 @@ from mstar.errors import BudgetExceeded
 from mstar.evolve.core.stops import StopNow
 from mstar.evolve.execution.diagnosis import diagnose
 from mstar.evolve.execution.executor import EvalJob, Executor, JobResult
+from mstar.evolve.operators.base import MinibatchScore
 from mstar.evolve.store.run_store import RunStore
 from mstar.evolve.store.scores import ScoreBook, digest
 
@@ -166,9 +167,10 @@ class Evaluator:
             return {}
         return {fp.probe_id: fp.model_dump() for fp in found}
 
-    def score_minibatch(self, target: Target, episode_ids: list[str]) -> float:
-        """Quality of a trial on the tuning minibatch. Not stored (trials are not programs of the run)
-        unless the trial is a program the book already knows, which is then reused."""
+    def score_minibatch(self, target: Target, episode_ids: list[str]) -> MinibatchScore:
+        """Quality of a trial on the tuning minibatch (in a joint run also each suite's, ``.suites``). Not
+        stored (trials are not programs of the run) unless the trial is a program the book already knows,
+        which is then reused."""
         missing = [ep for ep in episode_ids if not self.book.has(target.id, "train", ep)]
         local = ScoreBook(self.book.metric, group=self.book.group)  # a joint run: the joint objective
         if missing:
@@ -202,7 +204,8 @@ class Evaluator:
         for ep in episode_ids:
             if not local.has(target.id, "train", ep):
                 local.put(target.id, "train", ep, self.book.aggs[(target.id, "train", ep)])
-        return local.score(target.id, "train", episode_ids) or 0.0
+        return MinibatchScore(local.score(target.id, "train", episode_ids) or 0.0,
+                              local.suite_scores(target.id, "train", episode_ids))
 
 
 def passes_screen(child_screen: float, parent_screens: list[float], margin: float) -> bool:

@@ -14,6 +14,19 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class MinibatchScore(float):
+    """A trial's score on the tuning minibatch, a plain float to every caller; in a joint run it also
+    carries each suite's score (``suites``, empty for one suite), so ``tune`` can refuse trades between
+    suites."""
+
+    suites: dict[str, float]
+
+    def __new__(cls, value: float, suites: dict[str, float] | None = None) -> MinibatchScore:
+        obj = super().__new__(cls, value)
+        obj.suites = dict(suites or {})
+        return obj
+
+
 class FailedProbe(BaseModel):
     """One missed probe of a parent, diagnosed at the stage where it failed (docs/ARCHITECTURE.md#scoring)."""
 
@@ -85,7 +98,8 @@ class OperatorContext(BaseModel):
     rng: random.Random
     # Seed library: name -> source (the parts bin of `structural`).
     seeds: dict[str, str]
-    # Scores a (source, knobs) on the tuning minibatch of train episodes; higher is better.
+    # Scores a (source, knobs) on the tuning minibatch of train episodes; higher is better. The engine's
+    # returns a MinibatchScore (each suite's score too, in a joint run).
     score_minibatch: Callable[[str, dict[str, Any]], float] | None = None
     # The host LLM (the broker's, with caching and budget), or None offline.
     llm: Callable[..., str] | None = None

@@ -10,8 +10,12 @@ Choice: a study whose best trial does not beat the parent raises ``OperatorFaile
 a child would only spend a screen evaluation to rediscover its parent. A winner's values become the
 child's KNOBS defaults (only the ``default`` values are rewritten, every other byte stays) and are
 also returned in ``Proposal.knobs``. Options: ``trials`` (default 8); ``tune_mode`` -- ``tpe`` (default:
-the TPE sampler over every knob) or ``local`` (hill-climbing from the parent: each trial moves one to
-three knobs a little from the best values so far; ``local_step``).
+the TPE sampler over every knob), ``local`` (hill-climbing from the parent: each trial moves one to
+three knobs a little from the best values so far; ``local_step``) or ``near`` (TPE whose start-up trials
+are those local steps instead of random draws, so its model is fitted around the parent, not the whole
+space); ``suite_floor`` (default true; a joint run only) -- a trial scoring below the parent on any
+suite's part of the minibatch is no candidate, and the search climbs the score less that shortfall: a
+child may not buy one suite with another.
 """
 
 from __future__ import annotations
@@ -100,40 +104,60 @@ class TuneOperator:
             raise OperatorFailed("bad_option", f"--op-opt trials={n_trials}: tune needs at least 2 trials")
 
         mode = str(ctx.options.get("tune_mode", "tpe"))
-        if mode not in ("tpe", "local"):
-            raise OperatorFailed("bad_option", f"--op-opt tune_mode={mode!r}: choose tpe or local")
-        scored: dict[tuple, float] = {}
-        trials: list[tuple[dict[str, Any], float]] = []  # (values, score) in trial order; [0] is the parent
+        if mode not in ("tpe", "local", "near"):
+            raise OperatorFailed("bad_option", f"--op-opt tune_mode={mode!r}: choose tpe, local or near")
+        floor_on = str(ctx.options.get("suite_floor", True)).lower() not in ("false", "0", "no", "off")
+        scored: dict[tuple, tuple[float, float, dict[str, float]]] = {}
+        # (values, score, shortfall) in trial order; [0] is the parent. shortfall: how far the trial falls
+        # below the parent on the suites it loses (a joint run's minibatch; 0 with one suite).
+        trials: list[tuple[dict[str, Any], float, float]] = []
+        floor: dict[str, float] = {}
 
         def score(values: dict[str, Any]) -> float:
+            """The value the search climbs: the minibatch score less any suite's shortfall."""
             key = tuple(sorted((k, repr(v)) for k, v in values.items()))
             if key not in scored:
-                scored[key] = float(ctx.score_minibatch(parent.source, values))
-            trials.append((values, scored[key]))
-            return scored[key]
+                got = ctx.score_minibatch(parent.source, values)
+                suites = getattr(got, "suites", {}) if floor_on else {}
+                if not trials and len(suites) > 1:
+                    floor.update(suites)  # the parent's own score on each suite
+                short = sum(max(0.0, floor[g] - suites.get(g, 0.0)) for g in floor)
+                scored[key] = (float(got), short, suites)
+            trials.append((values, *scored[key][:2]))
+            return scored[key][0] - scored[key][1]
 
         if mode == "local":
             best, best_score = dict(start), score(dict(start))
             for _ in range(n_trials - 1):
                 values = local_step(ctx.rng, specs, best)
-                if (v := score(values)) > best_score:
+                if (v := score(values)) > best_score and trials[-1][2] <= 1e-12:
                     best, best_score = values, v
         else:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            sampler = optuna.samplers.TPESampler(seed=ctx.rng.getrandbits(31),
-                                                 n_startup_trials=min(10, max(2, n_trials // 2)))
+            n_startup = min(10, max(2, n_trials // 2))
+            sampler = optuna.samplers.TPESampler(seed=ctx.rng.getrandbits(31), n_startup_trials=n_startup)
             study = optuna.create_study(direction="maximize", sampler=sampler)  # in-memory storage
             # Bools are suggested as categoricals; optuna takes the enqueued values as they are.
             study.enqueue_trial(dict(start))
-            for _ in range(n_trials):
+            best, best_score = dict(start), -math.inf
+            for i in range(n_trials):
+                if mode == "near" and 0 < i < n_startup:
+                    study.enqueue_trial(local_step(ctx.rng, specs, best))  # a start-up trial near the best so far
                 trial = study.ask()
-                study.tell(trial, score({k: _suggest(trial, k, s) for k, s in specs.items()}))
+                values = {k: _suggest(trial, k, s) for k, s in specs.items()}
+                v = score(values)
+                study.tell(trial, v)
+                if v > best_score and trials[-1][2] <= 1e-12:  # the local steps start from a trial losing no suite
+                    best, best_score = values, v
         baseline = trials[0][1]
+        # A trial that loses any suite to the parent is no candidate (a joint run asks for a generalist).
         # The first trial reaching the best score wins: ties go to the earliest (the parent's, if it is one).
-        best_values, best_score = max(trials, key=lambda t: t[1])
+        best_values, best_score, _ = max((t for t in trials if t[2] <= 1e-12), key=lambda t: t[1])
         if best_score <= baseline + 1e-12 or best_values == trials[0][0]:
+            lost = sum(t[2] > 1e-12 for t in trials)
             raise OperatorFailed("no_gain", f"best of {n_trials} trials {best_score:.4f} does not beat "
-                                            f"the parent's {baseline:.4f} on the minibatch")
+                                            f"the parent's {baseline:.4f} on the minibatch"
+                                            + (f" ({lost} lost a suite to the parent)" if lost else ""))
         source = set_knob_defaults(parent.source, best_values)
         # The same validator as every other operator's children, in the run's sandbox.
         from mstar.harness.validate import ValidationError, validate_source
@@ -144,7 +168,9 @@ class TuneOperator:
             raise OperatorFailed(f"invalid_child_{e.reason}", e.detail[:1000]) from None
         first = trials[0][0]
         changed = [f"{k} {_fmt(first[k])}->{_fmt(v)}" for k, v in best_values.items() if v != first[k]]
-        note = (f"tune: {', '.join(changed)} (minibatch {baseline:.4f} -> {best_score:.4f}, "
+        key = tuple(sorted((k, repr(v)) for k, v in best_values.items()))
+        per_suite = "".join(f", {g} {floor[g]:.4f} -> {scored[key][2].get(g, 0.0):.4f}" for g in floor)
+        note = (f"tune: {', '.join(changed)} (minibatch {baseline:.4f} -> {best_score:.4f}{per_suite}, "
                 f"{len(scored)} distinct of {n_trials} trials)")
         return Proposal(source=source, knobs=best_values, operator=self.name, parents=[parent.id], note=note)
 

@@ -111,6 +111,18 @@ class ScoreBook:
         s = self.stats(program, split, episodes)
         return None if s is None else s.quality
 
+    def suite_scores(self, program: str, split: str, episodes: Iterable[str]) -> dict[str, float]:
+        """A joint run's score of each suite over its part of ``episodes`` (the evaluated ones); one suite: {}."""
+        if not self.group:
+            return {}
+        by_group: dict[str, tuple[float, int]] = {}
+        for ep in episodes:
+            a = self.aggs.get((program, split, ep))
+            if a is not None:
+                acc = by_group.get(g := self.group(ep), (0.0, 0))
+                by_group[g] = (acc[0] + a.q_sum, acc[1] + a.q_n)
+        return {g: s / n for g, (s, n) in sorted(by_group.items()) if n}
+
     def probe_values(self, program: str, split: str, episodes: Iterable[str]) -> dict[str, float]:
         """The metric per probe (``episode/probe``) over the evaluated ones of ``episodes``; probes
         without a value (e.g. abstention for recall) left out, as in the means. In a joint run each value
