@@ -26,7 +26,7 @@ def evolve_tiny(run_dir: Path, generations: int = 2) -> dict[str, Any]:
     """A real run (engine, store, inline sandbox, the jitter operator) of a few generations."""
     cfg = EvolveConfig(run_id=run_dir.name, task="tiny", budget=20, seeds=["bm25", "bm25_neighbors", "recency"],
                        operators={"jitter": 1.0}, children_per_gen=4, islands=2, island_size=5, migrate_every=2,
-                       final_k=2, stops=StopConfig(generations=generations))
+                       final_k=2, stops=StopConfig(generations=generations), sandbox="inline")
     return Engine(cfg, run_dir, operators={"jitter": JitterOperator()}, suite=TinyTask()).run()
 
 

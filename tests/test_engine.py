@@ -21,7 +21,7 @@ SEEDS = ["bm25", "bm25_neighbors", "recency"]
 def config(run_id: str = "r", **kw: Any) -> EvolveConfig:
     stops = kw.pop("stops", StopConfig(generations=3))
     base = dict(run_id=run_id, task="tiny", budget=20, seeds=SEEDS, operators={"jitter": 1.0}, children_per_gen=4,
-                islands=2, island_size=5, migrate_every=2, final_k=2)
+                islands=2, island_size=5, migrate_every=2, final_k=2, sandbox="inline")
     base.update(kw)
     return EvolveConfig(stops=stops, **base)
 

@@ -94,7 +94,7 @@ def test_exported_winner_of_an_evolve_run_remembers_without_mstar(bare_python, t
     from mstar.evolve.core.engine import Engine
 
     cfg = EvolveConfig(run_id="w", task="tiny", budget=200, seeds=["bm25", "bm25_neighbors"], operators={"jitter": 1.0},
-                       children_per_gen=3, islands=1, island_size=4, final_k=2, stops=StopConfig(generations=2))
+                       children_per_gen=3, islands=1, island_size=4, final_k=2, stops=StopConfig(generations=2), sandbox="inline")
     Engine(cfg, tmp_path / "w", operators={"jitter": JitterOperator()}, suite=TinyTask()).run()
     header = (tmp_path / "w" / "best.py").read_text().splitlines()[0]
     module = export(str(tmp_path / "w"), tmp_path / "winner_memory.py")

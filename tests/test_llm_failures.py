@@ -97,7 +97,8 @@ def test_doctor_says_a_dead_api_base_is_dead_dead_port():
 
 def _cfg(run_id: str, **kw) -> EvolveConfig:
     base = dict(run_id=run_id, task="tiny", budget=50, seeds=["bm25"], operators={"structural": 1.0},
-                children_per_gen=1, islands=1, island_size=3, final_k=1, model="scripted", metric="qa_f1")
+                children_per_gen=1, islands=1, island_size=3, final_k=1, model="scripted", metric="qa_f1",
+                sandbox="inline")
     base.update(kw)
     return EvolveConfig(**base)
 

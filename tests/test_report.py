@@ -212,7 +212,7 @@ def test_island_resets_and_failed_diagnoses_are_listed_with_the_runs_events(tmp_
     monkeypatch.setattr(ex, "INCIDENTS_SHOWN", 3)
     cfg = EvolveConfig(run_id="inc", task="tiny", budget=20, seeds=["bm25", "bm25_neighbors", "recency"],
                        operators={"jitter": 1.0}, children_per_gen=4, islands=2, island_size=5, migrate_every=5,
-                       island_reset_every=1, final_k=2, stops=StopConfig(generations=2))
+                       island_reset_every=1, final_k=2, stops=StopConfig(generations=2), sandbox="inline")
     Engine(cfg, tmp_path / "inc", operators={"jitter": JitterOperator()}, suite=TinyTask()).run()
     inc = extract(tmp_path / "inc")["incidents"]
     conn = sqlite3.connect(tmp_path / "inc" / "run.db")

@@ -128,7 +128,7 @@ def _run(tmp_path, run_id: str, **stops):
 
     cfg = EvolveConfig(run_id=run_id, task="tiny", budget=30, seed=1, screen_episodes=3, seeds=["bm25", "bm25_neighbors",
                        "recency"], operators={"jitter": 1.0}, children_per_gen=4, islands=2, island_size=5, final_k=2,
-                       stops=StopConfig(**stops), **POLICIES)
+                       stops=StopConfig(**stops), sandbox="inline", **POLICIES)
     return Engine(cfg, tmp_path / run_id, operators={"jitter": JitterOperator()}, suite=TinyTask()).run()
 
 
@@ -200,7 +200,7 @@ def test_an_injected_parent_policy_is_the_one_the_engine_uses(tmp_path):
             return min(view.population.all_ids(), key=lambda p: (view.population.scores[p], p))
 
     cfg = EvolveConfig(run_id="w", task="tiny", budget=30, seeds=["bm25", "recency"], operators={"jitter": 1.0},
-                       children_per_gen=3, final_k=1, stops=StopConfig(generations=1))
+                       children_per_gen=3, final_k=1, stops=StopConfig(generations=1), sandbox="inline")
     strategies = Strategies.from_config(cfg)
     strategies.parents = Worst()
     summary = Engine(cfg, tmp_path / "w", operators={"jitter": JitterOperator()}, suite=TinyTask(),

@@ -109,7 +109,10 @@ class EvolveConfig(BaseModel):
     # when none is, among all (mstar/evolve/core/final.py).
     suite_floor: bool = True
     failures_per_parent: int = Field(12, ge=0)
-    sandbox: str = "inline"
+    # Where candidate code runs, as ``--sandbox``: "auto" (docker, else the process sandbox with full
+    # isolation, else refused), "docker", "process", or "inline" -- no isolation, only when named: a
+    # Python caller who builds a config gets the same protection as the CLI.
+    sandbox: Literal["auto", "docker", "process", "inline"] = "auto"
     executor: str = "inline"
     workers: int | None = Field(None, ge=1)  # sandbox slots of a local Ray instance (default: CPU count)
     ray_address: str | None = None  # join this Ray cluster (else $RAY_ADDRESS, else start a local one)
