@@ -227,6 +227,25 @@ def test_the_report_scores_a_joint_run_as_the_run_does(joint_run):
     assert rows["bm25"]["suites"]["test"]["tiny"] == pytest.approx(out["seeds"]["bm25"]["suites"]["tiny"]["test"])
 
 
+def test_the_reports_category_heatmap_keeps_each_suites_categories_apart(joint_run):
+    """Per-category cells of a joint run are per suite ("synthetic/temporal"), each equal to `mstar eval`
+    of that suite alone; the two suites' categories are never pooled into one cell."""
+    from mstar.report.extract import extract
+
+    run, out = joint_run
+    data = extract(run)
+    seed_id = {p["name"]: p["id"] for p in data["programs"] if p["operator"] == "seed"}["bm25"]
+    cells = data["heatmap"]["category"]["test"][seed_id]
+    assert cells and all(col.split("/", 1)[0] in ("tiny", "synthetic") for col in cells)
+    r = mstar("eval", "bm25", "--task", "synthetic", "-o", "episodes=4", "-o", "events=120", "-o", "probes=10",
+              "--split", "test", "--budget", "64", "--sandbox", "inline", "--json")
+    assert r.returncode == 0, r.stderr
+    alone = {c: m for c, m in json.loads(r.stdout)["by_category"].items() if m["evidence_recall"] is not None}
+    assert {f"synthetic/{c}" for c in alone} == {c for c in cells if c.startswith("synthetic/")}
+    for c, m in alone.items():
+        assert cells[f"synthetic/{c}"] == pytest.approx(m["evidence_recall"], abs=1e-4)
+
+
 def test_the_report_page_says_what_the_suite_floor_did(joint_run, browser):  # noqa: F811
     """The report's final section names the pick's floor as the run recorded it (real Chromium)."""
     from review_helpers import open_tab

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mstar.report.source import RunReadError, check_schema, load_config, read_only, run_status
-from mstar.tasks.joint import group_of
+from mstar.tasks.joint import SEP, group_of
 
 SELECTION_RULES = {
     "1se": "of the best programs on train and every seed, all scored on val: among those within one standard "
@@ -71,7 +71,7 @@ def extract(run_dir: Path, cache: Cache | None = None) -> dict[str, Any]:
         "programs": programs,
         "generations": _generations(data["events"], programs),
         "final": _final_table(final, programs, best_id),
-        "heatmap": _heatmap(data["cells"], programs, best_id),
+        "heatmap": _heatmap(data["cells"], programs, best_id, joint=len(cfg.get("suites") or []) > 1),
         "operators": _operators(data, programs),
         "pareto": _pareto(programs),
         "incidents": _incidents(data["events"]),
@@ -301,8 +301,11 @@ def _final_table(final: dict[str, Any] | None, programs: list[dict[str, Any]], b
     return {"done": final is not None, "rows": rows, "summary": final}
 
 
-def _heatmap(cells: list[tuple], programs: list[dict[str, Any]], best_id: str | None) -> dict[str, Any]:
-    """Winner and seeds: score per (split, category) and per (split, episode)."""
+def _heatmap(cells: list[tuple], programs: list[dict[str, Any]], best_id: str | None,
+             joint: bool = False) -> dict[str, Any]:
+    """Winner and seeds: score per (split, category) and per (split, episode). In a joint run a category
+    is a suite's own ("locomo/temporal"): suites name categories alike ("default") that mean different
+    things, and pooled they would mix probes the run never pools."""
     keep = [p for p in programs if p["id"] == best_id] + [p for p in programs if p["operator"] == "seed"
                                                           and p["id"] != best_id]
     ids = {p["id"] for p in keep}
@@ -310,7 +313,8 @@ def _heatmap(cells: list[tuple], programs: list[dict[str, Any]], best_id: str | 
     ep: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0])
     for pid, split, episode, category, s, n, *_ in cells:
         if pid in ids and n:
-            for key, acc in (((pid, split, category), cat), ((pid, split, episode), ep)):
+            col = f"{group_of(episode)}{SEP}{category}" if joint else category
+            for key, acc in (((pid, split, col), cat), ((pid, split, episode), ep)):
                 acc[key][0] += s or 0.0
                 acc[key][1] += n
     def table(acc: dict) -> dict[str, Any]:
