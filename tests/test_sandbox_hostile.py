@@ -98,8 +98,10 @@ def test_environment_has_no_keys(backend, monkeypatch):
     assert secret not in raw["context"]
     assert "OPENAI_API_KEY" not in raw["env_names"]
     # LC_CTYPE: Python's own C-locale coercion (PEP 538) in a container started with no environment at all.
+    # PYTHONHASHSEED: the one variable the backends set themselves (tests/test_sandbox_hash_seed.py).
     allowed = {"LC_CTYPE"} if backend.name == "docker" else {"PATH", "LANG", "HOME", "TMPDIR", "PWD"}
-    assert set(raw["env_names"]) <= allowed, raw["env_names"]
+    assert set(raw["env_names"]) <= allowed | {"PYTHONHASHSEED"}, raw["env_names"]
+    assert "PYTHONHASHSEED=0" in raw["context"].splitlines()
 
 
 def test_writes_outside_tmp_fail(backend, tmp_path):

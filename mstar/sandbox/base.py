@@ -14,6 +14,14 @@ from pydantic import BaseModel
 from mstar.harness.loader import HarnessProgram
 from mstar.toolkit import Toolkit
 
+# How every sandbox starts the runner's Python (the image's ENTRYPOINT says the same, sandbox/Dockerfile):
+# `-I` without its `-E`: no user site (-s), no script directory on sys.path (-P), no .pyc written (-B), in
+# an environment the backend builds from nothing -- holding one fixed hash seed, so a harness that
+# iterates a set of strings behaves the same in every sandbox, run and process (a run's lineage depends
+# on it; the inline backend runs in the host's process and keeps the host's seed).
+PYTHON_FLAGS = ("-P", "-s", "-B")
+HASH_SEED = "0"
+
 
 class SessionLimits(BaseModel):
     """Resource limits of one session. Backends enforce what they can and document what they cannot."""

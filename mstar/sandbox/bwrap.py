@@ -5,14 +5,14 @@ The runner starts in a new mount namespace whose root is an empty tmpfs holding,
 - ``/usr`` (libc, the dynamic loader, ``setpriv``) with every Python ``site-packages`` / ``dist-packages``
   under it hidden, and ``/etc/ld.so.cache``;
 - the interpreter's own prefix (same path as on the host: its libpython is found by an absolute path),
-  with its ``site-packages`` hidden (``python -I -S``: no site import at all);
+  with its ``site-packages`` hidden (``python -P -s -S``: no site import at all);
 - the harness allow-list (pydantic, numpy, bm25s) and their dependencies, one bind per top-level
   module, under ``/opt/mstar/site`` (never the host's site-packages wholesale: no mstar, no litellm);
 - the runner at ``/opt/mstar/runner.py``, a fresh ``/proc`` of its own pid namespace, a minimal ``/dev``
   and a size-limited tmpfs ``/tmp`` (its cwd and HOME).
 No host file beyond those, no socket file (the Docker engine's, Ray's, X11's), no data, no checkout.
 New network namespace (no interfaces; abstract unix sockets are per network namespace, so the host's
-are unreachable too), pid, ipc, uts and cgroup namespaces, an empty environment, a new session, and
+are unreachable too), pid, ipc, uts and cgroup namespaces, an empty environment (but a fixed PYTHONHASHSEED), a new session, and
 the runner exits when the host closes its stdin. As root, bwrap sets the mounts up and ``setpriv`` then switches to an
 unprivileged uid/gid (65534) with no capabilities and no-new-privs before Python starts; as a normal
 user, a user namespace maps the user to 65534 and bwrap drops every capability.
@@ -29,6 +29,8 @@ import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+
+from mstar.sandbox.base import HASH_SEED, PYTHON_FLAGS
 
 SANDBOX_UID = 65534
 SITE = "/opt/mstar/site"
@@ -119,7 +121,7 @@ def command(runner: str, tmp_mb: int, extra_args: list[str]) -> list[str]:
             # when the host goes, and close() kills its process group.
             "--new-session", "--clearenv",
             "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp",
-            "--setenv", "LANG", "C.UTF-8",
+            "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", HASH_SEED,
             "--ro-bind", "/usr", "/usr"]
     for link in ("bin", "lib", "lib64", "sbin"):
         if os.path.islink(f"/{link}"):
@@ -143,7 +145,7 @@ def command(runner: str, tmp_mb: int, extra_args: list[str]) -> list[str]:
                  "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
     else:
         argv[1:1] = ["--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
-    return [*argv, "--", exe, "-I", "-S", "-B", RUNNER, "--site", SITE, *extra_args]
+    return [*argv, "--", exe, *PYTHON_FLAGS, "-S", RUNNER, "--site", SITE, *extra_args]
 
 
 @lru_cache(maxsize=1)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from mstar.errors import CandidateFailure
 from mstar.sandbox import bwrap, cgroup
-from mstar.sandbox.base import SessionLimits
+from mstar.sandbox.base import HASH_SEED, PYTHON_FLAGS, SessionLimits
 from mstar.sandbox.cgroup import Cgroup
 from mstar.sandbox.channel import Conn, LineBuffer, Tail
 from mstar.sandbox.rpc import PooledBackend
@@ -82,7 +82,7 @@ def protections() -> list[tuple[str, str, bool]]:
             ("sockets", "own network namespace, no socket files: no network, no Docker / Ray / X11", full),
             ("processes", "own pid namespace: host processes and their environments invisible", ns),
             ("uid", f"unprivileged uid {bwrap.SANDBOX_UID}, no capabilities", full),
-            ("environment", "empty", True),
+            ("environment", "empty (but PYTHONHASHSEED=0)", True),
             ("pids", "cgroup pids limit (fork bombs)", "pids" in ctrls),
             ("memory", "cgroup memory limit", "memory" in ctrls),
             ("cpu", "cgroup CPU quota for the whole process tree", "cpu" in ctrls),
@@ -138,7 +138,7 @@ def warn_if_weak() -> None:
 def _env(cwd: str) -> dict[str, str]:
     # Nothing of the host's environment: no keys, no proxies, no PYTHON* settings.
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": cwd, "TMPDIR": cwd,
-            "MSTAR_TMP_MB": str(TMP_MB)}
+            "MSTAR_TMP_MB": str(TMP_MB), "PYTHONHASHSEED": HASH_SEED}
 
 
 def _uid_tasks(uid: int) -> int:
@@ -310,7 +310,7 @@ class ProcessBackend(PooledBackend):
             extra += ["--preload", preload]
         if desc.startswith(FULL):
             return bwrap.command(str(runner_path()), TMP_MB, extra)
-        return [*prefix, sys.executable, "-I", "-B", str(runner_path()), *extra]
+        return [*prefix, sys.executable, *PYTHON_FLAGS, str(runner_path()), *extra]
 
     def _start(self, limits: SessionLimits, labels: dict[str, str], preload: str, spare: bool) -> ProcessTransport:
         cwd = tempfile.mkdtemp(prefix="mstar-proc-")
