@@ -17,7 +17,9 @@ conversation: a speaker named in the question multiplies that speaker's turns' s
 turns; a turn gains ``context_weight`` of its neighbours' scores (the answer to a matching question
 rises), a soft neighbour window that costs no budget unless the neighbour earns its place
 (``window`` > 0 adds the hard one: each hit brings the turns around it; ``context_from`` "before" /
-"after" keeps one direction: a reply rises with its question, or a question with its reply). (4) The
+"after" keeps one direction: a reply rises with its question, or a question with its reply); a turn that
+opens its session is multiplied by ``1 + opener_boost`` (people open a conversation with what it is about:
+"I just got back from a friend's wedding, can you help me..."; off by default). (4) The
 budget is counted in tokens: one long turn can cost what ten short ones do, so with ``density`` > 0 the
 packer orders hits by score / size^density (a knapsack's value per cost), a turn shorter than
 ``density_floor`` x budget counting as that size (short turns are not preferred among themselves).
@@ -63,6 +65,8 @@ KNOBS = {
     "stamp": {"type": "bool", "default": True},
     "date_weight": {"type": "float", "low": 0.0, "high": 5.0, "default": 2.0},
     "speaker_boost": {"type": "float", "low": 0.0, "high": 2.0, "default": 0.1},
+    # A turn that opens its session: score x (1 + opener_boost). Off by default: a component for the search.
+    "opener_boost": {"type": "float", "low": 0.0, "high": 2.0, "default": 0.0},
     "session_weight": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.3},
     "context_weight": {"type": "float", "low": 0.0, "high": 1.0, "default": 0.3},
     "window": {"type": "int", "low": 0, "high": 5, "default": 0},
@@ -451,6 +455,9 @@ def retrieve(query, records, state, toolkit, knobs):
             ss = bm25_dense(sess["bm25"], q, k1, b)
             if ss.max() > 0:
                 scores = scores + knobs["session_weight"] * scores.max() * ss[of] / ss.max()
+        if knobs["opener_boost"] > 0:  # a session's first turn: no turn before it in its session
+            first = np.array(sess["prev"], dtype=np.int64) < 0
+            scores = np.where(first, scores * (1 + knobs["opener_boost"]), scores)
         if knobs["speaker_boost"] > 0:
             asked = set(terms(query["question"]))
             named = {full for first, full in sess["speakers"].items() if first in asked}

@@ -151,6 +151,27 @@ def test_a_speaker_named_in_the_question_prefers_that_speakers_own_turn():
     assert got[0.0] == ["D1:1", "D2:1", "D3:1"], got
 
 
+def test_a_turn_that_opens_its_session_outranks_an_equal_match_inside_another_session():
+    """``opener_boost``: sessions 3 and 4 open with the fact asked about; sessions 1 and 2 mention the
+    same word as lexically equal asides, written earlier (so they win the tie without the boost)."""
+    sessions = [("Morning, a question about paint colours.", "Also I priced a wedding in Lyon."),
+                ("Morning, a question about floor tiles.", "Also I priced a wedding in Nice."),
+                ("Also I attended a wedding in Porto.", "Morning, a question about bike gears."),
+                ("Also I attended a wedding in Rome.", "Morning, a question about house plants.")]
+    got = {}
+    for boost in (0.25, 0.0):
+        mem = memory(opener_boost=boost, prf_docs=0, window=0)
+        for s, turns in enumerate(sessions):
+            for t, text in enumerate(turns):
+                mem.write({"id": f"D{s + 1}:{t + 1}", "session": str(s + 1), "time": f"2023-03-0{s + 1}T10:0{t}",
+                           "speaker": "user", "text": text, "meta": {}})
+        items = mem.read({"id": "q0", "question": "Which weddings came up?", "time": "2023-04-01T12:00",
+                          "budget": 22})["items"]
+        got[boost] = sorted(it["sources"][0] for it in items)
+    assert DEFAULTS["opener_boost"] == 0.0  # off in the seed: the search decides
+    assert got == {0.25: ["D3:1", "D4:1"], 0.0: ["D1:2", "D2:2"]}, got
+
+
 def trip_episode(mem):
     """Session 1 is about a whale-watching trip; the turn that answers shares no word with the question
     but the speaker's name and sits three turns from the one that matches. Sessions 2-6: Ana chats."""
