@@ -442,8 +442,8 @@ def retrieve(query, records, state, toolkit, knobs):
     sess = state.get("lp_sess")
     if sess is not None and len(sess["of"]) == len(scores):
         of = np.array(sess["of"], dtype=np.int64)
+        prev = np.array(sess["prev"], dtype=np.int64)  # -1: the turn opens its session
         if knobs["context_weight"] > 0:  # a turn next to a matching turn (a reply, its question) gains
-            prev = np.array(sess["prev"], dtype=np.int64)
             has = prev >= 0
             near = np.zeros_like(scores)
             if knobs["context_from"] != "after":
@@ -455,9 +455,8 @@ def retrieve(query, records, state, toolkit, knobs):
             ss = bm25_dense(sess["bm25"], q, k1, b)
             if ss.max() > 0:
                 scores = scores + knobs["session_weight"] * scores.max() * ss[of] / ss.max()
-        if knobs["opener_boost"] > 0:  # a session's first turn: no turn before it in its session
-            first = np.array(sess["prev"], dtype=np.int64) < 0
-            scores = np.where(first, scores * (1 + knobs["opener_boost"]), scores)
+        if knobs["opener_boost"] > 0:
+            scores = np.where(prev < 0, scores * (1 + knobs["opener_boost"]), scores)
         if knobs["speaker_boost"] > 0:
             asked = set(terms(query["question"]))
             named = {full for first, full in sess["speakers"].items() if first in asked}

@@ -71,7 +71,7 @@ def extract(run_dir: Path, cache: Cache | None = None) -> dict[str, Any]:
         "programs": programs,
         "generations": _generations(data["events"], programs),
         "final": _final_table(final, programs, best_id),
-        "heatmap": _heatmap(data["cells"], programs, best_id, joint=len(cfg.get("suites") or []) > 1),
+        "heatmap": _heatmap(data["cells"], programs, best_id, joint=_is_joint(cfg)),
         "operators": _operators(data, programs),
         "pareto": _pareto(programs),
         "incidents": _incidents(data["events"]),
@@ -178,11 +178,16 @@ def _read(c: sqlite3.Connection, metric: str, cache: Cache | None = None) -> dic
             "splits": {s: sorted(v) for s, v in splits.items()}}
 
 
+def _is_joint(cfg: dict[str, Any]) -> bool:
+    """A run of several suites at once (mstar.tasks.joint)."""
+    return len(cfg.get("suites") or []) > 1
+
+
 def _attach_scores(programs: list[dict[str, Any]], data: dict[str, Any], cfg: dict[str, Any]) -> None:
     agg: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0, 0, 0.0, 0.0, 0])
     # A joint run is scored as the run scores it (mstar.tasks.joint): the mean over suites of each
     # suite's mean, never the probes pooled (which would let the suite with more probes decide alone).
-    joint = len(cfg.get("suites") or []) > 1
+    joint = _is_joint(cfg)
     per_suite: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
     for pid, split, ep, _cat, s, n, probes, tokens, lat in data["cells"]:
         a = agg[(pid, split)]

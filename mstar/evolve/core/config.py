@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from mstar.errors import UsageError
 from mstar.llm_limits import LLMLimits
+from mstar.sandbox.registry import BACKENDS
 from mstar.scoring import METRIC_VERSION
 from mstar.scoring.aggregate import QUALITY_METRICS
 from mstar.tasks.joint import SuiteSpec
@@ -112,7 +113,7 @@ class EvolveConfig(BaseModel):
     # Where candidate code runs, as ``--sandbox``: "auto" (docker, else the process sandbox with full
     # isolation, else refused), "docker", "process", or "inline" -- no isolation, only when named: a
     # Python caller who builds a config gets the same protection as the CLI.
-    sandbox: Literal["auto", "docker", "process", "inline"] = "auto"
+    sandbox: str = "auto"
     executor: str = "inline"
     workers: int | None = Field(None, ge=1)  # sandbox slots of a local Ray instance (default: CPU count)
     ray_address: str | None = None  # join this Ray cluster (else $RAY_ADDRESS, else start a local one)
@@ -157,6 +158,13 @@ class EvolveConfig(BaseModel):
     @classmethod
     def _parent_policy(cls, v: Any) -> Any:
         return "rank" if v == "tournament" else v
+
+    @field_validator("sandbox")
+    @classmethod
+    def _sandbox(cls, v: str) -> str:
+        if v not in BACKENDS:
+            raise ValueError(f"unknown sandbox {v!r} (choose from {', '.join(BACKENDS)})")
+        return v
 
     @field_validator("embedder")
     @classmethod
